@@ -1,0 +1,267 @@
+//! The HTTP client side: a node's link to its supernodes, and the agent both roles use.
+//!
+//! The node keeps the `SUPERNODE_ENDPOINT` list in fail-over order and one "current" entry.
+//! A background thread registers with the current supernode (retrying with back-off, moving
+//! along the list when one cannot be reached), then sends heartbeats; a 404 to a heartbeat
+//! means the supernode forgot the node (it restarted, or removed it), so it registers again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ApiError, Error};
+use crate::id::ResourceId;
+use crate::index::FileInfo;
+use crate::shutdown::Shutdown;
+
+/// An agent with an overall time-out per request, which reports HTTP statuses as answers
+/// (not errors) and never follows redirects.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// The largest answer accepted from a supernode.
+const MAX_ANSWER: u64 = 64 << 20;
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+/// One entry of a supernode's search answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchEntry {
+    pub id: ResourceId,
+    pub file: RemoteFile,
+}
+
+/// Where a resource is, as a supernode says. `locations` may be missing (older supernodes).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub location: String,
+    #[serde(default)]
+    pub locations: Vec<String>,
+}
+
+impl From<RemoteFile> for FileInfo {
+    fn from(file: RemoteFile) -> FileInfo {
+        let locations = if file.locations.is_empty() {
+            vec![file.location.clone()]
+        } else {
+            file.locations
+        };
+        FileInfo {
+            name: file.name,
+            location: file.location,
+            locations,
+        }
+    }
+}
+
+/// A node's supernodes, in fail-over order.
+pub struct Upstream {
+    endpoints: Vec<String>,
+    current: AtomicUsize,
+    agent: ureq::Agent,
+}
+
+impl Upstream {
+    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Upstream {
+        assert!(
+            !endpoints.is_empty(),
+            "the config checks that there is a supernode"
+        );
+        Upstream {
+            endpoints,
+            current: AtomicUsize::new(0),
+            agent: agent(timeout),
+        }
+    }
+
+    pub fn current(&self) -> &str {
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
+    }
+
+    /// Moves to the next supernode of the list (wrapping around).
+    fn fail_over(&self) {
+        if self.endpoints.len() > 1 {
+            let next = (self.current.load(Ordering::Relaxed) + 1) % self.endpoints.len();
+            self.current.store(next, Ordering::Relaxed);
+            log::warn!("failing over to supernode {}", self.endpoints[next]);
+        }
+    }
+
+    /// Where `id` is, according to the supernodes.
+    pub fn search(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError> {
+        let (status, body) = self.get(&format!("/search/{id}"))?;
+        match status {
+            200 => parse_answer::<SearchEntry>(&body).map(|entry| Some(entry.file.into())),
+            404 => Ok(None),
+            other => Err(ApiError::Unavailable(format!(
+                "the supernode answered {other} to a search"
+            ))),
+        }
+    }
+
+    /// Where each of `ids` is, in one request; ids nobody has are left out.
+    pub fn search_many(&self, ids: &[ResourceId]) -> Result<Vec<SearchEntry>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(ResourceId::to_string).collect();
+        let (status, body) = self.get(&format!("/search?hash_ids={}", list.join(",")))?;
+        match status {
+            200 => parse_answer(&body),
+            other => Err(ApiError::Unavailable(format!(
+                "the supernode answered {other} to a search"
+            ))),
+        }
+    }
+
+    /// GETs `path` from the current supernode, then from the others in order when it cannot be
+    /// reached.
+    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.endpoints.len() {
+            let endpoint = &self.endpoints[(first + step) % self.endpoints.len()];
+            match self.agent.get(&format!("{endpoint}{path}")).call() {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    match response
+                        .body_mut()
+                        .with_config()
+                        .limit(MAX_ANSWER)
+                        .read_to_vec()
+                    {
+                        Ok(body) => return Ok((status, body)),
+                        Err(e) => failures.push(format!("{endpoint}: {e}")),
+                    }
+                }
+                Err(e) => failures.push(format!("{endpoint}: {e}")),
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "no supernode answered ({})",
+            failures.join("; ")
+        )))
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Result<u16, String> {
+        let url = format!("{}{path}", self.current());
+        self.agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map(|response| response.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn parse_answer<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<Envelope<T>>(body)
+        .map(|envelope| envelope.data)
+        .map_err(|e| {
+            ApiError::Unavailable(format!("the supernode's answer is not understood: {e}"))
+        })
+}
+
+/// How the node keeps itself registered.
+pub struct Registrar {
+    pub upstream: Arc<Upstream>,
+    /// The registration body, serialised once.
+    pub body: Arc<[u8]>,
+    pub location: String,
+    pub resources: usize,
+    pub heartbeat: Duration,
+    pub retry_max: Duration,
+}
+
+impl Registrar {
+    pub fn spawn(self, shutdown: Shutdown) -> Result<JoinHandle<()>, Error> {
+        thread::Builder::new()
+            .name("registration".into())
+            .spawn(move || self.run(&shutdown))
+            .map_err(|e| Error::io("cannot start the registration thread", e))
+    }
+
+    fn run(&self, shutdown: &Shutdown) {
+        let first_retry = Duration::from_millis(100).min(self.retry_max);
+        'register: loop {
+            let mut retry = first_retry;
+            let mut attempts = 0u32;
+            loop {
+                let endpoint = self.upstream.current().to_string();
+                match self.upstream.post("/register", &self.body) {
+                    Ok(204 | 200) => {
+                        log::info!(
+                            "registered {} with {endpoint} ({} resources)",
+                            self.location,
+                            self.resources
+                        );
+                        break;
+                    }
+                    outcome => {
+                        attempts += 1;
+                        let why = match outcome {
+                            Ok(status) => format!("answered {status}"),
+                            Err(e) => e,
+                        };
+                        // One line when it starts failing, then one now and then: not a flood.
+                        if attempts == 1 || attempts.is_power_of_two() {
+                            log::warn!(
+                                "cannot register {} with {endpoint} ({why}); attempt {attempts}, retrying",
+                                self.location
+                            );
+                        }
+                        self.upstream.fail_over();
+                    }
+                }
+                if shutdown.sleep(retry) {
+                    return;
+                }
+                retry = (retry * 2).min(self.retry_max);
+            }
+
+            let mut failures = 0;
+            while !shutdown.sleep(self.heartbeat) {
+                let endpoint = self.upstream.current().to_string();
+                let beat = format!(
+                    r#"{{"location":{}}}"#,
+                    serde_json::Value::from(self.location.as_str())
+                );
+                match self.upstream.post("/alive", beat.as_bytes()) {
+                    Ok(204 | 200) => failures = 0,
+                    Ok(404) => {
+                        log::info!(
+                            "{endpoint} does not know {}; registering again",
+                            self.location
+                        );
+                        continue 'register;
+                    }
+                    outcome => {
+                        failures += 1;
+                        log::warn!(
+                            "heartbeat to {endpoint} failed ({outcome:?}), {failures} in a row"
+                        );
+                        if failures >= 2 {
+                            self.upstream.fail_over();
+                            continue 'register;
+                        }
+                    }
+                }
+            }
+            return;
+        }
+    }
+}

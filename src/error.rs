@@ -1,0 +1,125 @@
+//! The errors of the crate: start-up errors, and the API errors that become HTTP error bodies.
+
+use std::fmt;
+use std::io;
+
+/// A configuration value that is missing or invalid; names the key so the operator can fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why an instance could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Fix the named configuration key and start again.
+    Config(ConfigError),
+    /// A socket, file or thread could not be set up; `context` says which.
+    Io { context: String, source: io::Error },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
+    }
+}
+
+/// What went wrong with one API request; [`ApiError::status`] maps each to its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, bad id, missing parameter): fix it and retry.
+    BadRequest(String),
+    /// The thing asked for does not exist here (or anywhere, for a search).
+    NotFound(String),
+    /// The path exists but not with this method.
+    MethodNotAllowed,
+    /// The body is larger than the limit, in bytes.
+    PayloadTooLarge(u64),
+    /// A node was asked a supernode path, or the other way round.
+    WrongRole,
+    /// A service this answer depends on (the node's supernodes) cannot be reached: retry later.
+    Unavailable(String),
+    /// A bug: the handler panicked. The worker lives on.
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::PayloadTooLarge(_) => 413,
+            ApiError::WrongRole => 418,
+            ApiError::Internal => 500,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            ApiError::BadRequest(what) | ApiError::NotFound(what) | ApiError::Unavailable(what) => {
+                what.clone()
+            }
+            ApiError::MethodNotAllowed => "method not allowed on this path".into(),
+            ApiError::PayloadTooLarge(limit) => format!("request body over {limit} bytes"),
+            ApiError::WrongRole => "I'm not your guy".into(),
+            ApiError::Internal => "internal error; the server logged it".into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.description())
+    }
+}
+
+impl std::error::Error for ApiError {}

@@ -1,0 +1,397 @@
+//! The HTTP side shared by both roles: a pool of workers on one `tiny_http` server, the request
+//! and reply types handlers see, and the one road from an [`ApiError`] to a JSON error body.
+//!
+//! Handlers are plain functions `&Request -> Result<Reply, ApiError>`, so they can be tested
+//! without a socket. A panicking handler becomes a 500 and its worker lives on.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::Serialize;
+use tiny_http::{Header, Method as TinyMethod, Response, Server, StatusCode};
+
+use crate::error::{ApiError, Error};
+use crate::shutdown::Shutdown;
+
+/// The methods the API knows; anything else is answered 405 where the path exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Other,
+}
+
+/// A request as a handler sees it: the body is already read, within the size limit.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// The path without the query string and without a trailing `/`.
+    pub path: String,
+    pub query: String,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A request built by hand, for tests and for routing without a socket.
+    pub fn new(method: Method, url: &str, body: &[u8]) -> Request {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let trimmed = path.trim_end_matches('/');
+        Request {
+            method,
+            path: if trimmed.is_empty() {
+                "/".into()
+            } else {
+                trimmed.into()
+            },
+            query: query.into(),
+            body: body.to_vec(),
+        }
+    }
+
+    /// The segments of the path after `/api/<role>/`, when it starts that way.
+    pub fn api_path(&self, role: &str) -> Option<Vec<&str>> {
+        let rest = self.path.strip_prefix("/api/")?.strip_prefix(role)?;
+        if rest.is_empty() {
+            return Some(Vec::new());
+        }
+        Some(rest.strip_prefix('/')?.split('/').collect())
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| percent_decode(key) == name)
+            .map(|(_, value)| percent_decode(value))
+    }
+
+    /// Fails with 405 unless the method is `method`.
+    pub fn expect(&self, method: Method) -> Result<(), ApiError> {
+        if self.method == method {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed)
+        }
+    }
+
+    /// Parses the body as JSON; a parse error is a 400 that says what was wrong.
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The body of a reply.
+pub enum Body {
+    Empty,
+    Json(Vec<u8>),
+    /// A JSON body serialised once and served many times (a node's listing).
+    SharedJson(Arc<[u8]>),
+    /// A file's bytes, streamed.
+    File(File, u64),
+}
+
+/// A reply: status, body and an optional `Location` header.
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub location: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    data: &'a T,
+    entity: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    name: &'a str,
+    description: &'a str,
+    code: u16,
+}
+
+/// Serialises the success envelope `{"data": ..., "entity": ...}`.
+pub fn envelope<T: Serialize>(entity: &str, data: &T) -> Vec<u8> {
+    // Serialising our own types into memory cannot fail.
+    serde_json::to_vec(&Envelope { data, entity }).unwrap_or_default()
+}
+
+impl Reply {
+    /// A success body `{"data": ..., "entity": ...}`.
+    pub fn data<T: Serialize>(status: u16, entity: &str, data: &T) -> Reply {
+        Reply {
+            status,
+            body: Body::Json(envelope(entity, data)),
+            location: None,
+        }
+    }
+
+    pub fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            body: Body::Empty,
+            location: None,
+        }
+    }
+
+    /// The error body `{"name", "description", "code"}` for `error`.
+    pub fn error(error: &ApiError) -> Reply {
+        let code = error.status();
+        let body = ErrorBody {
+            name: reason_phrase(code),
+            description: &error.description(),
+            code,
+        };
+        Reply {
+            status: code,
+            body: Body::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            location: None,
+        }
+    }
+
+    pub fn with_location(mut self, url: String) -> Reply {
+        self.location = Some(url);
+        self
+    }
+
+    /// The body's bytes, for tests (a file body reads as empty).
+    pub fn body_bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Json(bytes) => bytes,
+            Body::SharedJson(bytes) => bytes,
+            Body::Empty | Body::File(..) => &[],
+        }
+    }
+
+    fn into_response(self) -> Response<Box<dyn Read + Send>> {
+        let (content_type, reader, length): (&str, Box<dyn Read + Send>, usize) = match self.body {
+            Body::Empty => ("application/json", Box::new(io::empty()), 0),
+            Body::Json(bytes) => {
+                let len = bytes.len();
+                ("application/json", Box::new(Cursor::new(bytes)), len)
+            }
+            Body::SharedJson(bytes) => {
+                let len = bytes.len();
+                ("application/json", Box::new(Cursor::new(bytes)), len)
+            }
+            Body::File(file, len) => (
+                "application/octet-stream",
+                Box::new(file.take(len)),
+                usize::try_from(len).unwrap_or(usize::MAX),
+            ),
+        };
+        let mut headers = vec![header("Content-Type", content_type)];
+        if let Some(location) = &self.location {
+            headers.push(header("Location", location));
+        }
+        Response::new(StatusCode(self.status), headers, reader, Some(length), None)
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
+        Header::from_bytes(name.as_bytes(), &b""[..]).expect("valid header name")
+    })
+}
+
+/// The reason phrase of the statuses this API uses.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        204 => "No Content",
+        302 => "Found",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        418 => "I'm a teapot",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// What the server needs of a role: a routing function.
+pub type Handler = dyn Fn(&Request) -> Result<Reply, ApiError> + Send + Sync;
+
+/// A running HTTP server: its address and its worker threads.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    server: Arc<Server>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `bind` and starts `workers` threads that answer with `handler`.
+    pub fn start(
+        bind: SocketAddr,
+        workers: usize,
+        max_body: u64,
+        handler: Arc<Handler>,
+        shutdown: Shutdown,
+    ) -> Result<HttpServer, Error> {
+        let server = Server::http(bind).map_err(|e| {
+            Error::io(
+                format!("cannot listen on {bind}"),
+                io::Error::other(e.to_string()),
+            )
+        })?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::io("bound address", io::Error::other("not an IP address")))?;
+        let server = Arc::new(server);
+        let workers = (0..workers)
+            .map(|n| {
+                let (server, handler, shutdown) =
+                    (server.clone(), handler.clone(), shutdown.clone());
+                thread::Builder::new()
+                    .name(format!("http-{n}"))
+                    .spawn(move || worker(&server, &*handler, max_body, &shutdown))
+                    .map_err(|e| Error::io("cannot start an HTTP worker", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HttpServer {
+            addr,
+            server,
+            workers,
+        })
+    }
+
+    /// Stops accepting and joins the workers (call after triggering the shutdown).
+    pub fn join(self) {
+        self.server.unblock();
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker(server: &Server, handler: &Handler, max_body: u64, shutdown: &Shutdown) {
+    while !shutdown.is_triggered() {
+        match server.recv_timeout(Duration::from_millis(250)) {
+            Ok(Some(request)) => answer(request, handler, max_body),
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("http: receive failed: {e}");
+                if shutdown.sleep(Duration::from_millis(50)) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn answer(mut raw: tiny_http::Request, handler: &Handler, max_body: u64) {
+    let reply = match read_request(&mut raw, max_body) {
+        Ok(request) => match catch_unwind(AssertUnwindSafe(|| handler(&request))) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => Reply::error(&error),
+            Err(_) => {
+                log::error!("handler panicked on {} {}", raw.method(), raw.url());
+                Reply::error(&ApiError::Internal)
+            }
+        },
+        Err(error) => Reply::error(&error),
+    };
+    // The client may be gone; there is nobody left to tell.
+    let _ = raw.respond(reply.into_response());
+}
+
+fn read_request(raw: &mut tiny_http::Request, max_body: u64) -> Result<Request, ApiError> {
+    if raw.body_length().is_some_and(|len| len as u64 > max_body) {
+        return Err(ApiError::PayloadTooLarge(max_body));
+    }
+    let mut body = Vec::new();
+    raw.as_reader()
+        .take(max_body + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+    if body.len() as u64 > max_body {
+        return Err(ApiError::PayloadTooLarge(max_body));
+    }
+    let method = match raw.method() {
+        TinyMethod::Get | TinyMethod::Head => Method::Get,
+        TinyMethod::Post => Method::Post,
+        _ => Method::Other,
+    };
+    Ok(Request::new(method, raw.url(), &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_queries() {
+        let request = Request::new(
+            Method::Get,
+            "/api/node/resources/find/?hash_ids=a%2Cb,c&x",
+            b"",
+        );
+        assert_eq!(request.path, "/api/node/resources/find");
+        assert_eq!(request.api_path("node"), Some(vec!["resources", "find"]));
+        assert_eq!(request.api_path("supernode"), None);
+        assert_eq!(request.query_param("hash_ids").as_deref(), Some("a,b,c"));
+        assert_eq!(request.query_param("x").as_deref(), Some(""));
+        assert_eq!(request.query_param("y"), None);
+        assert_eq!(
+            Request::new(Method::Get, "/api/nodes", b"").api_path("node"),
+            None
+        );
+        assert_eq!(
+            Request::new(Method::Get, "/api/node", b"").api_path("node"),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn percent_decoding_survives_junk() {
+        assert_eq!(percent_decode("%41%4a"), "AJ");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn error_bodies_have_name_description_code() {
+        let reply = Reply::error(&ApiError::WrongRole);
+        let body: serde_json::Value = serde_json::from_slice(reply.body_bytes()).unwrap();
+        assert_eq!(reply.status, 418);
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "I'm a teapot", "description": "I'm not your guy", "code": 418})
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! superpeer: a peer-to-peer resource-location network.
+//!
+//! ```text
+//!            multicast group (UDP, TTL 1)
+//!      ┌──────────── 20 / 21 / 22 ────────────┐
+//!  supernode A                            supernode B
+//!   index: id -> node locations            index: ...
+//!   ▲ register, heartbeat    ▲ health       ▲
+//!   │                        │ checks       │
+//!  node 1 ── files          node 2         node 3
+//! ```
+//!
+//! Nodes hold files named by the SHA-256 of their content and register them with a
+//! supernode. A supernode answers searches from its index and asks the other supernodes over
+//! multicast for the rest. Each role is started with [`start`], which returns a running
+//! [`Instance`]; the binary in `main.rs` is a thin wrapper around it.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod id;
+pub mod index;
+pub mod liveness;
+pub mod logging;
+pub mod multicast;
+pub mod node;
+pub mod resources;
+pub mod shutdown;
+pub mod supernode;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+pub use config::{Config, Role, Settings};
+pub use error::{ApiError, ConfigError, Error};
+pub use id::ResourceId;
+
+use http::{HttpServer, Request};
+use shutdown::Shutdown;
+
+/// The most ids one `hash_ids` request may ask for.
+pub const MAX_IDS_PER_REQUEST: usize = 256;
+
+/// A running node or supernode.
+pub struct Instance {
+    http: HttpServer,
+    shutdown: Shutdown,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Instance {
+    fn new(http: HttpServer, shutdown: Shutdown, threads: Vec<JoinHandle<()>>) -> Instance {
+        Instance {
+            http,
+            shutdown,
+            threads,
+        }
+    }
+
+    /// The address the API listens on (the real port when `LPORT` was 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        self.shutdown.trigger();
+        self.wait();
+    }
+
+    /// Waits until the instance stops (for the binary: until the process is killed).
+    pub fn wait(self) {
+        self.http.join();
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the instance `config` describes.
+pub fn start(config: Config) -> Result<Instance, Error> {
+    match config {
+        Config::Supernode(config) => supernode::start(config),
+        Config::Node(config) => node::start(config),
+    }
+}
+
+/// Parses an id from a path segment: 400 when it is not 64 hex characters.
+pub(crate) fn parse_id(text: &str) -> Result<ResourceId, ApiError> {
+    ResourceId::parse(text).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "malformed resource id {:?}: expected 64 hex characters",
+            id::truncate(text, 80)
+        ))
+    })
+}
+
+/// Parses `?hash_ids=a,b,c`: every id valid, each kept once, at most [`MAX_IDS_PER_REQUEST`].
+pub(crate) fn parse_id_list(request: &Request) -> Result<Vec<ResourceId>, ApiError> {
+    let list = request
+        .query_param("hash_ids")
+        .ok_or_else(|| ApiError::BadRequest("missing query parameter hash_ids".into()))?;
+    let ids = list
+        .split(',')
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(parse_id)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids = node::dedup(ids);
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "{} ids asked; at most {MAX_IDS_PER_REQUEST} per request",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}

@@ -1,0 +1,436 @@
+//! The supernodes' multicast group: one thread owns the socket, answers the other supernodes'
+//! queries from the index, and routes answers to the searches waiting on them.
+//!
+//! ```text
+//!  HTTP worker ──search_many(ids)──> pending[tag] = {id, reply: bounded(1)}
+//!      │                                   ▲            │
+//!      │ sends "<me>/<tag>;20;<id>"        │ 21/22      │ Outcome
+//!      ▼                                   │            ▼
+//!   group ──datagrams──> "multicast" thread (recv, answer 20s, match 21/22, resend) ──> waiter
+//! ```
+//!
+//! Every search has its own tag, and answers from our own kind echo it, so concurrent searches
+//! never take each other's answers. A legacy (untagged) `21` is used only when it can belong to
+//! one search alone; a legacy `22` carries the id and counts for every search of that id.
+//! A search ends at the first `21`, at a `22` from every expected peer, or at its deadline;
+//! unanswered queries are sent again every `SEARCH_RETRY_MS` until then, so a lost datagram
+//! costs a retry, not the search.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender as ReplyTx, bounded};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::SupernodeConfig;
+use crate::error::Error;
+use crate::id::ResourceId;
+use crate::index::Index;
+use crate::shutdown::Shutdown;
+use crate::wire::{self, Body, Message, Sender};
+
+/// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
+/// with a `22`, which tells us who is alive when `MULTICAST_GROUP_SIZE` is unknown.
+const PING_TAG: u64 = 0;
+/// How often to ping when the group size is unknown, and how long a peer counts as alive.
+const PING_PERIOD: Duration = Duration::from_secs(5);
+const PEER_TTL: Duration = Duration::from_secs(16);
+/// The longest the socket thread sleeps before looking at the stop flag again.
+const MAX_IDLE: Duration = Duration::from_millis(250);
+
+/// How a remote search ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A node at this `host:port` holds the resource.
+    Found(String),
+    /// Every expected peer said it does not know the resource.
+    NotFound,
+    /// The deadline passed with `answered` of `expected` peers having said no.
+    TimedOut { answered: usize, expected: usize },
+}
+
+/// A search waiting for answers.
+struct Pending {
+    id: ResourceId,
+    expected: usize,
+    said_no: Vec<String>,
+    reply: ReplyTx<Outcome>,
+    deadline: Instant,
+    next_send: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<u64, Pending>,
+    /// Peers heard from, when the group size is unknown.
+    peers: HashMap<String, Instant>,
+    /// When a legacy peer last sent an untagged query: its untagged answers are then ambiguous.
+    legacy_query_at: Option<Instant>,
+}
+
+struct Inner {
+    socket: UdpSocket,
+    me: String,
+    group: SocketAddrV4,
+    interface: Ipv4Addr,
+    group_size: usize,
+    timeout: Duration,
+    retry: Duration,
+    index: Arc<RwLock<Index>>,
+    next_tag: AtomicU64,
+    send_failing: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// A handle on the multicast service; clones share the one socket and thread.
+#[derive(Clone)]
+pub struct Multicast {
+    inner: Arc<Inner>,
+}
+
+impl Multicast {
+    /// Joins the group and starts the socket thread.
+    pub fn start(
+        config: &SupernodeConfig,
+        index: Arc<RwLock<Index>>,
+        shutdown: Shutdown,
+    ) -> Result<(Multicast, JoinHandle<()>), Error> {
+        let socket = open_socket(config.group, config.interface, config.ttl).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot join multicast group {} on {}",
+                    config.group, config.interface
+                ),
+                e,
+            )
+        })?;
+        let inner = Arc::new(Inner {
+            socket,
+            me: uuid::Uuid::new_v4().to_string(),
+            group: config.group,
+            interface: config.interface,
+            group_size: config.group_size,
+            timeout: config.search_timeout,
+            retry: config.search_retry,
+            index,
+            next_tag: AtomicU64::new(PING_TAG + 1),
+            send_failing: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        });
+        let thread_inner = inner.clone();
+        let thread = thread::Builder::new()
+            .name("multicast".into())
+            .spawn(move || thread_inner.run(&shutdown))
+            .map_err(|e| Error::io("cannot start the multicast thread", e))?;
+        Ok((Multicast { inner }, thread))
+    }
+
+    /// This supernode's name in the group.
+    pub fn name(&self) -> &str {
+        &self.inner.me
+    }
+
+    /// Asks the group for every id at once and waits for all of them, within one time-out.
+    pub fn search_many(&self, ids: &[ResourceId]) -> Vec<Outcome> {
+        self.inner.search_many(ids)
+    }
+
+    pub fn search(&self, id: ResourceId) -> Outcome {
+        self.search_many(&[id]).pop().unwrap_or(Outcome::NotFound)
+    }
+}
+
+fn open_socket(group: SocketAddrV4, interface: Ipv4Addr, ttl: u32) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Bound to the group address, the socket hears only this group, even if another group on
+    // the same host uses the same port.
+    socket.bind(&SocketAddr::V4(group).into())?;
+    socket.join_multicast_v4(group.ip(), &interface)?;
+    socket.set_multicast_if_v4(&interface)?;
+    socket.set_multicast_ttl_v4(ttl)?;
+    // Several supernodes on one host must hear each other.
+    socket.set_multicast_loop_v4(true)?;
+    Ok(socket.into())
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, message: &Message) {
+        match self.socket.send_to(&message.encode(), self.group) {
+            Ok(_) => {
+                if self.send_failing.swap(false, Ordering::Relaxed) {
+                    log::info!("multicast: sending to {} works again", self.group);
+                }
+            }
+            Err(e) => {
+                if !self.send_failing.swap(true, Ordering::Relaxed) {
+                    log::warn!("multicast: cannot send to {}: {e}", self.group);
+                }
+            }
+        }
+    }
+
+    fn query(&self, tag: u64, id: ResourceId) -> Message {
+        Message {
+            sender: Sender::Query {
+                from: self.me.clone(),
+                tag,
+            },
+            body: Body::Query(id),
+        }
+    }
+
+    /// Peers expected to answer: the group size less this one, or the peers heard lately.
+    fn expected_peers(&self, state: &State, now: Instant) -> usize {
+        if self.group_size > 0 {
+            self.group_size - 1
+        } else {
+            state
+                .peers
+                .values()
+                .filter(|&&heard| now - heard < PEER_TTL)
+                .count()
+        }
+    }
+
+    fn search_many(&self, ids: &[ResourceId]) -> Vec<Outcome> {
+        if self.group_size == 1 {
+            // Alone in the group: nobody else can know.
+            return vec![Outcome::NotFound; ids.len()];
+        }
+        let now = Instant::now();
+        let deadline = now + self.timeout;
+        let mut waits = Vec::with_capacity(ids.len());
+        {
+            let mut state = self.state();
+            let expected = self.expected_peers(&state, now);
+            for &id in ids {
+                let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+                let (reply, answer) = bounded(1);
+                let next_send = now + self.retry.max(Duration::from_millis(1));
+                state.pending.insert(
+                    tag,
+                    Pending {
+                        id,
+                        expected,
+                        said_no: Vec::new(),
+                        reply,
+                        deadline,
+                        next_send,
+                    },
+                );
+                waits.push((tag, id, answer));
+            }
+        }
+        for (tag, id, _) in &waits {
+            self.send(&self.query(*tag, *id));
+        }
+        waits
+            .into_iter()
+            .map(|(tag, _, answer)| match answer.recv_deadline(deadline) {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let pending = self.state().pending.remove(&tag);
+                    // An answer may have landed between the deadline and the removal.
+                    answer.try_recv().unwrap_or(match pending {
+                        Some(p) => Outcome::TimedOut {
+                            answered: p.said_no.len(),
+                            expected: p.expected,
+                        },
+                        None => Outcome::TimedOut {
+                            answered: 0,
+                            expected: 0,
+                        },
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn run(&self, shutdown: &Shutdown) {
+        let mut buffer = vec![0u8; 65536];
+        let mut next_ping = Instant::now();
+        log::info!(
+            "multicast: joined {} on {} as {}",
+            self.group,
+            self.interface,
+            self.me
+        );
+        while !shutdown.is_triggered() {
+            let now = Instant::now();
+            if self.group_size == 0 && now >= next_ping {
+                self.ping(now);
+                next_ping = now + PING_PERIOD;
+            }
+            let wait = self
+                .resend_due(now)
+                .min(MAX_IDLE)
+                .max(Duration::from_millis(1));
+            if let Err(e) = self.socket.set_read_timeout(Some(wait)) {
+                log::error!("multicast: cannot set the read time-out: {e}");
+            }
+            match self.socket.recv_from(&mut buffer) {
+                Ok((len, from)) => self.handle(&buffer[..len], from),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => log::debug!("multicast: receive failed: {e}"),
+            }
+        }
+    }
+
+    /// Sends again the queries whose retry time came; returns the time until the next one.
+    fn resend_due(&self, now: Instant) -> Duration {
+        let mut due = Vec::new();
+        let mut next = MAX_IDLE;
+        {
+            let mut state = self.state();
+            for (&tag, pending) in state.pending.iter_mut() {
+                if self.retry.is_zero() || pending.deadline <= now {
+                    continue;
+                }
+                if pending.next_send <= now {
+                    due.push((tag, pending.id));
+                    pending.next_send = now + self.retry;
+                }
+                next = next.min(pending.next_send - now);
+            }
+        }
+        for (tag, id) in due {
+            self.send(&self.query(tag, id));
+        }
+        next
+    }
+
+    fn ping(&self, now: Instant) {
+        self.state()
+            .peers
+            .retain(|_, heard| now - *heard < PEER_TTL);
+        self.send(&self.query(PING_TAG, ResourceId([0; 32])));
+    }
+
+    fn handle(&self, datagram: &[u8], from: SocketAddr) {
+        let message = match wire::parse(datagram) {
+            Ok(message) => message,
+            Err(e) => {
+                log::debug!("multicast: ignoring a datagram from {from}: {e}");
+                return;
+            }
+        };
+        let sender = message.sender.from();
+        if sender == self.me {
+            return;
+        }
+        if self.group_size == 0 {
+            self.state()
+                .peers
+                .insert(sender.to_string(), Instant::now());
+        }
+        match message.body {
+            Body::Query(id) => self.answer(&message.sender, id),
+            Body::Found(location) => self.on_found(&message.sender, location),
+            Body::NotFound(id) => self.on_not_found(&message.sender, &id),
+        }
+    }
+
+    /// Answers a query from the index: one holder, or "not here".
+    fn answer(&self, asker: &Sender, id: ResourceId) {
+        let holder = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_location(&id);
+        let sender = match asker {
+            Sender::Query { from, tag } => Sender::Reply {
+                from: self.me.clone(),
+                to: from.clone(),
+                tag: *tag,
+            },
+            _ => {
+                self.state().legacy_query_at = Some(Instant::now());
+                Sender::Plain(self.me.clone())
+            }
+        };
+        let body = match holder {
+            Some(location) => {
+                log::debug!(
+                    "multicast: {} asked for {id}: held at {location}",
+                    asker.from()
+                );
+                Body::Found(location.to_string())
+            }
+            None => Body::NotFound(id.to_string()),
+        };
+        self.send(&Message { sender, body });
+    }
+
+    fn on_found(&self, sender: &Sender, location: String) {
+        let mut state = self.state();
+        let tag = match sender {
+            Sender::Reply { to, tag, .. } if *to == self.me => *tag,
+            Sender::Plain(from) => {
+                // Untagged: usable only if it cannot be meant for anyone else.
+                let legacy_busy = state
+                    .legacy_query_at
+                    .is_some_and(|at| at.elapsed() < self.timeout);
+                let mut tags = state.pending.keys();
+                match (tags.next(), tags.next(), legacy_busy) {
+                    (Some(&tag), None, false) => tag,
+                    _ => {
+                        log::debug!(
+                            "multicast: untagged answer {location} from {from} is ambiguous; ignored"
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        if let Some(pending) = state.pending.remove(&tag) {
+            let _ = pending.reply.try_send(Outcome::Found(location));
+        }
+    }
+
+    fn on_not_found(&self, sender: &Sender, id_text: &str) {
+        let mut state = self.state();
+        let mut done = Vec::new();
+        let mut count = |tag: u64, pending: &mut Pending, from: &str| {
+            if pending.id.to_string() == id_text && !pending.said_no.iter().any(|p| p == from) {
+                pending.said_no.push(from.to_string());
+            }
+            if pending.expected > 0 && pending.said_no.len() >= pending.expected {
+                done.push(tag);
+            }
+        };
+        match sender {
+            Sender::Reply { from, to, tag } if *to == self.me => {
+                if let Some(pending) = state.pending.get_mut(tag) {
+                    count(*tag, pending, from);
+                }
+            }
+            Sender::Plain(from) => {
+                for (&tag, pending) in state.pending.iter_mut() {
+                    count(tag, pending, from);
+                }
+            }
+            _ => {}
+        }
+        for tag in done {
+            if let Some(pending) = state.pending.remove(&tag) {
+                let _ = pending.reply.try_send(Outcome::NotFound);
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The node: serves its own resources, and sends the rest of the world to their holders.
+//!
+//! A resource held here is answered from the catalog; any other id is asked of the supernode,
+//! and the answer is a 302 to the holder, so `curl -L` reaches the bytes from any node.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::client::{Registrar, Upstream};
+use crate::config::NodeConfig;
+use crate::error::{ApiError, Error};
+use crate::http::{Body, HttpServer, Method, Reply, Request};
+use crate::id::ResourceId;
+use crate::index::FileInfo;
+use crate::resources::{self, Catalog, ResourceInfo};
+use crate::shutdown::Shutdown;
+use crate::{Instance, parse_id, parse_id_list};
+
+/// What the node's handlers need.
+pub struct NodeService {
+    catalog: Arc<Catalog>,
+    upstream: Arc<Upstream>,
+}
+
+/// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
+#[derive(Serialize)]
+struct Remote {
+    id: ResourceId,
+    info: FileInfo,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Found<'a> {
+    Local(ResourceInfo<'a>),
+    Remote(Remote),
+}
+
+impl NodeService {
+    pub fn new(catalog: Arc<Catalog>, upstream: Arc<Upstream>) -> NodeService {
+        NodeService { catalog, upstream }
+    }
+
+    pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
+        if request.api_path("supernode").is_some() {
+            return Err(ApiError::WrongRole);
+        }
+        let Some(segments) = request.api_path("node") else {
+            return Err(ApiError::NotFound(format!(
+                "no such path: {}",
+                request.path
+            )));
+        };
+        match segments[..] {
+            ["health"] => {
+                request.expect(Method::Get)?;
+                Ok(Reply::data(200, "health", &"ok"))
+            }
+            ["resources"] => {
+                request.expect(Method::Get)?;
+                Ok(Reply {
+                    status: 200,
+                    body: Body::SharedJson(self.catalog.listing()),
+                    location: None,
+                })
+            }
+            ["resources", "find"] => {
+                request.expect(Method::Get)?;
+                self.find(request)
+            }
+            ["resources", id] => {
+                request.expect(Method::Get)?;
+                self.resource(parse_id(id)?, "")
+            }
+            ["resources", id, "content"] => {
+                request.expect(Method::Get)?;
+                self.content(parse_id(id)?)
+            }
+            _ => Err(ApiError::NotFound(format!(
+                "no such path: {}",
+                request.path
+            ))),
+        }
+    }
+
+    /// The resource's info, or a 302 to the holder's URL for it (`suffix` picks which URL).
+    fn resource(&self, id: ResourceId, suffix: &str) -> Result<Reply, ApiError> {
+        if let Some(resource) = self.catalog.get(&id) {
+            return Ok(Reply::data(200, "resource", &resource.info()));
+        }
+        let info = self
+            .upstream
+            .search(id)?
+            .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
+        let url = format!("http://{}/api/node/resources/{id}{suffix}", info.location);
+        Ok(Reply::data(302, "resource", &Remote { id, info }).with_location(url))
+    }
+
+    fn content(&self, id: ResourceId) -> Result<Reply, ApiError> {
+        let Some(resource) = self.catalog.get(&id) else {
+            return self.resource(id, "/content");
+        };
+        // The path comes from the catalog, never from the request.
+        let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?.len(), f)));
+        match opened {
+            Ok((len, file)) => Ok(Reply {
+                status: 200,
+                body: Body::File(file, len),
+                location: None,
+            }),
+            Err(e) => {
+                log::warn!(
+                    "resource {id} ({}) cannot be read: {e}",
+                    resource.path.display()
+                );
+                Err(ApiError::NotFound(format!(
+                    "resource {id} is no longer readable here"
+                )))
+            }
+        }
+    }
+
+    /// Local ids from the catalog, the rest from the supernode in one request.
+    fn find(&self, request: &Request) -> Result<Reply, ApiError> {
+        let ids = parse_id_list(request)?;
+        let missing: Vec<ResourceId> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.catalog.get(id).is_none())
+            .collect();
+        let mut remote: Vec<Option<FileInfo>> = vec![None; ids.len()];
+        for entry in self.upstream.search_many(&missing)? {
+            if let Some(i) = ids.iter().position(|id| *id == entry.id) {
+                remote[i] = Some(entry.file.into());
+            }
+        }
+        let found: Vec<Found> = ids
+            .iter()
+            .zip(remote)
+            .filter_map(|(&id, remote)| match self.catalog.get(&id) {
+                Some(resource) => Some(Found::Local(resource.info())),
+                None => remote.map(|info| Found::Remote(Remote { id, info })),
+            })
+            .collect();
+        Ok(Reply::data(200, "resource", &found))
+    }
+}
+
+/// Hashes the node's files, starts its API and keeps it registered.
+pub fn start(config: NodeConfig) -> Result<Instance, Error> {
+    let started = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let catalog = resources::scan(&config.resource_path, threads).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot read RESOURCE_PATH {}",
+                config.resource_path.display()
+            ),
+            e,
+        )
+    })?;
+    log::info!(
+        "hashed {} resources in {} in {:.1?}",
+        catalog.len(),
+        config.resource_path.display(),
+        started.elapsed()
+    );
+    let catalog = Arc::new(catalog);
+    let upstream = Arc::new(Upstream::new(
+        config.supernodes.clone(),
+        config.supernode_timeout,
+    ));
+    let service = NodeService::new(catalog.clone(), upstream.clone());
+
+    let shutdown = Shutdown::new();
+    let http = HttpServer::start(
+        config.http.bind,
+        config.http.workers,
+        config.http.max_body,
+        Arc::new(move |request: &Request| service.route(request)),
+        shutdown.clone(),
+    )?;
+    let location = match &config.location {
+        Some(location) => location.clone(),
+        None if http.addr.ip().is_unspecified() => {
+            return Err(crate::error::ConfigError::new(
+                "NODE_LOCATION",
+                format!(
+                    "required when LHOST is {}: other hosts cannot reach that address",
+                    http.addr.ip()
+                ),
+            )
+            .into());
+        }
+        None => http.addr.to_string(),
+    };
+    log::info!("node listening on http://{} as {location}", http.addr);
+
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let registrar = Registrar {
+        upstream,
+        body: registration_body(&name, &location, &catalog).into(),
+        location,
+        resources: catalog.len(),
+        heartbeat: config.heartbeat,
+        retry_max: config.register_retry_max,
+    };
+    let threads = vec![registrar.spawn(shutdown.clone())?];
+    Ok(Instance::new(http, shutdown, threads))
+}
+
+fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Registration<'a> {
+        name: &'a str,
+        location: &'a str,
+        resources: Vec<ResourceInfo<'a>>,
+    }
+    let resources = catalog.iter().map(|r| r.info()).collect();
+    serde_json::to_vec(&Registration {
+        name,
+        location,
+        resources,
+    })
+    .unwrap_or_default()
+}
+
+/// Ids in request order, each once.
+pub(crate) fn dedup(ids: Vec<ResourceId>) -> Vec<ResourceId> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}

@@ -1,0 +1,211 @@
+//! A node's resources: the files under its folder, each named by the SHA-256 of its content.
+//!
+//! Files are hashed in parallel, one worker per core, each reading in fixed-size chunks (a
+//! file is never read whole into memory). An unreadable file is logged and skipped. The
+//! catalog is immutable once built; its JSON listing is serialised once and served as is.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::http::envelope;
+use crate::id::ResourceId;
+
+/// One file of the node.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub id: ResourceId,
+    /// The path relative to the folder, with `/` between parts.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// The `{"id", "name"}` pair the API shows for a resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceInfo<'a> {
+    pub id: ResourceId,
+    pub name: &'a str,
+}
+
+impl Resource {
+    pub fn info(&self) -> ResourceInfo<'_> {
+        ResourceInfo {
+            id: self.id,
+            name: &self.name,
+        }
+    }
+}
+
+/// Every resource of a node, by id. Files with the same content share one id; the first by
+/// name is the one served.
+#[derive(Debug)]
+pub struct Catalog {
+    resources: Vec<Resource>,
+    by_id: HashMap<ResourceId, usize>,
+    listing: Arc<[u8]>,
+}
+
+impl Catalog {
+    fn new(mut found: Vec<Resource>) -> Catalog {
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut by_id = HashMap::with_capacity(found.len());
+        let mut resources = Vec::with_capacity(found.len());
+        for resource in found {
+            by_id.entry(resource.id).or_insert_with(|| {
+                resources.push(resource);
+                resources.len() - 1
+            });
+        }
+        let infos: Vec<ResourceInfo> = resources.iter().map(Resource::info).collect();
+        let listing = envelope("resource", &infos).into();
+        Catalog {
+            resources,
+            by_id,
+            listing,
+        }
+    }
+
+    pub fn get(&self, id: &ResourceId) -> Option<&Resource> {
+        self.by_id.get(id).map(|&i| &self.resources[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.resources.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// The whole `GET /api/node/resources` answer, serialised once.
+    pub fn listing(&self) -> Arc<[u8]> {
+        self.listing.clone()
+    }
+}
+
+/// Scans `folder` and hashes every file in it with up to `threads` workers. Fails only when the
+/// folder itself cannot be read.
+pub fn scan(folder: &Path, threads: usize) -> io::Result<Catalog> {
+    let mut files = Vec::new();
+    walk(folder, "", &mut files)?;
+    let next = AtomicUsize::new(0);
+    let workers = threads.clamp(1, files.len().max(1));
+    let hashed: Vec<Resource> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buffer = vec![0u8; 256 << 10];
+                    let mut done = Vec::new();
+                    loop {
+                        let Some((name, path)) = files.get(next.fetch_add(1, Ordering::Relaxed))
+                        else {
+                            return done;
+                        };
+                        match hash_file(path, &mut buffer) {
+                            Ok(id) => done.push(Resource {
+                                id,
+                                name: name.clone(),
+                                path: path.clone(),
+                            }),
+                            Err(e) => log::warn!("skipping {}: {e}", path.display()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    Ok(Catalog::new(hashed))
+}
+
+/// The SHA-256 of a file's content, read in chunks of `buffer`'s size.
+pub fn hash_file(path: &Path, buffer: &mut [u8]) -> io::Result<ResourceId> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    loop {
+        match file.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ResourceId(hasher.finalize().into()))
+}
+
+/// Collects the regular files below `dir` as (name relative to the root, path). Hidden entries
+/// (names starting with `.`) are skipped; links to files are followed, links to folders are
+/// not (they could loop).
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            log::warn!("skipping {}: the name is not UTF-8", entry.path().display());
+            continue;
+        };
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let name = format!("{prefix}{file_name}");
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => {
+                if let Err(e) = walk(&path, &format!("{name}/"), out) {
+                    log::warn!("skipping folder {}: {e}", path.display());
+                }
+            }
+            Ok(kind) if kind.is_file() => out.push((name, path)),
+            Ok(kind) if kind.is_symlink() && path.is_file() => out.push((name, path)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests() {
+        let dir = std::env::temp_dir().join(format!("superpeer-res-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("empty"), b"").unwrap();
+        std::fs::write(dir.join("sub/abc"), b"abc").unwrap();
+        std::fs::write(dir.join(".hidden"), b"x").unwrap();
+        let catalog = scan(&dir, 2).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let names: Vec<_> = catalog
+            .iter()
+            .map(|r| (r.name.as_str(), r.id.to_string()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "empty",
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()
+                ),
+                (
+                    "sub/abc",
+                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()
+                ),
+            ]
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! One stop signal shared by every thread of a running instance.
+//!
+//! Loops sleep through [`Shutdown::sleep`] instead of `thread::sleep`, so a stop wakes them at
+//! once rather than at the end of their period.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A cloneable stop flag that sleeping threads can wait on.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Asks every thread to stop; wakes the sleeping ones.
+    pub fn trigger(&self) {
+        let (flag, wake) = &*self.inner;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.inner.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps for `duration` or until the stop signal; returns `true` when it is time to stop.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let (flag, wake) = &*self.inner;
+        let mut stopped = flag.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            stopped = wake
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}

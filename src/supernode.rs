@@ -1,0 +1,222 @@
+//! The supernode: keeps the index of its nodes' resources, answers searches from it, and asks
+//! the other supernodes over multicast for what it does not have.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SupernodeConfig;
+use crate::error::{ApiError, Error};
+use crate::http::{HttpServer, Method, Reply, Request};
+use crate::id::ResourceId;
+use crate::index::{FileInfo, Index};
+use crate::liveness::Liveness;
+use crate::multicast::{Multicast, Outcome};
+use crate::shutdown::Shutdown;
+use crate::{Instance, parse_id, parse_id_list, wire};
+
+/// What the supernode's handlers need.
+pub struct SupernodeService {
+    index: Arc<RwLock<Index>>,
+    multicast: Multicast,
+    liveness: Arc<Liveness>,
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    #[serde(default)]
+    name: Option<String>,
+    location: String,
+    resources: Vec<RegisterResource>,
+}
+
+#[derive(Deserialize)]
+struct RegisterResource {
+    id: ResourceId,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Heartbeat {
+    location: String,
+}
+
+/// A search answer: `{"id", "file": {"name"?, "location", "locations"}}`.
+#[derive(Serialize)]
+struct Located {
+    id: ResourceId,
+    file: FileInfo,
+}
+
+const ENTITY: &str = "node_resource_location";
+
+impl SupernodeService {
+    pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
+        if request.api_path("node").is_some() {
+            return Err(ApiError::WrongRole);
+        }
+        let Some(segments) = request.api_path("supernode") else {
+            return Err(ApiError::NotFound(format!(
+                "no such path: {}",
+                request.path
+            )));
+        };
+        match (&segments[..], request.method) {
+            (["register"], Method::Post) => self.register(request),
+            (["search"], Method::Get) => self.search_many(request),
+            (["search", id], Method::Get) => {
+                let id = parse_id(id)?;
+                let file = self.locate(&[id]).pop().flatten();
+                let file =
+                    file.ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
+                Ok(Reply::data(200, ENTITY, &Located { id, file }))
+            }
+            (["alive"], Method::Get) => {
+                let nodes = self.read_index().nodes();
+                Ok(Reply::data(200, "node", &nodes))
+            }
+            (["alive"], Method::Post) => {
+                let beat: Heartbeat = request.json()?;
+                if self.read_index().is_registered(&beat.location) {
+                    Ok(Reply::no_content())
+                } else {
+                    Err(ApiError::NotFound(format!(
+                        "node {} is not registered here; register again",
+                        beat.location
+                    )))
+                }
+            }
+            (["xxx"], Method::Get) => {
+                self.liveness.sweep();
+                Ok(Reply::no_content())
+            }
+            (["register" | "search" | "alive" | "xxx"] | ["search", _], _) => {
+                Err(ApiError::MethodNotAllowed)
+            }
+            _ => Err(ApiError::NotFound(format!(
+                "no such path: {}",
+                request.path
+            ))),
+        }
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, request: &Request) -> Result<Reply, ApiError> {
+        let body: RegisterBody = request.json()?;
+        wire::check_location(&body.location).map_err(ApiError::BadRequest)?;
+        let count = body.resources.len();
+        let name = body
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| body.location.clone());
+        let resources = body.resources.into_iter().map(|r| (r.id, r.name));
+        let again = self
+            .index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(&body.location, name.clone(), resources);
+        let verb = if again {
+            "registered again"
+        } else {
+            "registered"
+        };
+        log::info!(
+            "node {} ({name}) {verb} with {count} resources",
+            body.location
+        );
+        Ok(Reply::no_content())
+    }
+
+    fn search_many(&self, request: &Request) -> Result<Reply, ApiError> {
+        let ids = parse_id_list(request)?;
+        let found: Vec<Located> = ids
+            .iter()
+            .zip(self.locate(&ids))
+            .filter_map(|(&id, file)| Some(Located { id, file: file? }))
+            .collect();
+        Ok(Reply::data(200, ENTITY, &found))
+    }
+
+    /// Looks every id up in the index, then asks the group for the others, all at once.
+    fn locate(&self, ids: &[ResourceId]) -> Vec<Option<FileInfo>> {
+        let mut found: Vec<Option<FileInfo>> = {
+            let index = self.read_index();
+            ids.iter().map(|id| index.lookup(id)).collect()
+        };
+        let missing: Vec<ResourceId> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if missing.is_empty() {
+            return found;
+        }
+        let started = Instant::now();
+        let outcomes = self.multicast.search_many(&missing);
+        let elapsed = started.elapsed();
+        let mut outcomes = missing.iter().zip(outcomes);
+        for slot in found.iter_mut().filter(|f| f.is_none()) {
+            let Some((id, outcome)) = outcomes.next() else {
+                break;
+            };
+            match outcome {
+                Outcome::Found(location) => {
+                    log::info!("search {id}: found at {location} by the group in {elapsed:.1?}");
+                    *slot = Some(FileInfo {
+                        name: None,
+                        locations: vec![location.clone()],
+                        location,
+                    });
+                }
+                Outcome::NotFound => log::info!("search {id}: no supernode has it ({elapsed:.1?})"),
+                Outcome::TimedOut { answered, expected } => log::info!(
+                    "search {id}: not found; timed out after {elapsed:.1?} with {answered} of {expected} peers answering"
+                ),
+            }
+        }
+        found
+    }
+}
+
+/// Joins the group, starts the liveness sweep and the API.
+pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
+    let shutdown = Shutdown::new();
+    let index = Arc::new(RwLock::new(Index::new()));
+    let (multicast, multicast_thread) = Multicast::start(&config, index.clone(), shutdown.clone())?;
+    let liveness = Arc::new(Liveness::new(&config, index.clone()));
+    let liveness_thread = liveness.clone().spawn(shutdown.clone())?;
+    let service = SupernodeService {
+        index,
+        multicast,
+        liveness,
+    };
+    let http = HttpServer::start(
+        config.http.bind,
+        config.http.workers,
+        config.http.max_body,
+        Arc::new(move |request: &Request| service.route(request)),
+        shutdown.clone(),
+    )?;
+    log::info!(
+        "supernode listening on http://{} (group {} via {}, ttl {}, group size {})",
+        http.addr,
+        config.group,
+        config.interface,
+        config.ttl,
+        match config.group_size {
+            0 => "unknown".to_string(),
+            n => n.to_string(),
+        }
+    );
+    Ok(Instance::new(
+        http,
+        shutdown,
+        vec![multicast_thread, liveness_thread],
+    ))
+}

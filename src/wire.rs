@@ -1,0 +1,302 @@
+//! The supernodes' multicast wire format: `<sender>;<code>;<payload>`, UTF-8, three fields.
+//!
+//! | code | payload     | meaning                         |
+//! |------|-------------|---------------------------------|
+//! | `20` | resource id | query: who has it?              |
+//! | `21` | `host:port` | answer: a node there has it     |
+//! | `22` | resource id | answer: not in my index         |
+//!
+//! The seed's supernodes split on `;` and need exactly three fields, so the tag that correlates
+//! a query with its answers rides inside the sender field, split by `/`:
+//! a query is sent as `<me>/<tag>`, and its answers come back as `<answerer>/<querier>/<tag>`.
+//! A plain `<name>` sender is a legacy peer (or a query whose answers nobody needs to match).
+
+use std::fmt;
+
+use crate::id::{ResourceId, truncate};
+
+/// The largest datagram accepted; a query or an answer is far smaller.
+pub const MAX_DATAGRAM: usize = 512;
+
+/// Who sent a datagram, and which search it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// A name alone: a legacy supernode, or an untagged message.
+    Plain(String),
+    /// A tagged query from supernode `from`.
+    Query { from: String, tag: u64 },
+    /// An answer from `from` to query `tag` of supernode `to`.
+    Reply { from: String, to: String, tag: u64 },
+}
+
+impl Sender {
+    /// The supernode that sent the datagram.
+    pub fn from(&self) -> &str {
+        match self {
+            Sender::Plain(from) | Sender::Query { from, .. } | Sender::Reply { from, .. } => from,
+        }
+    }
+
+    fn parse(field: &str) -> Sender {
+        let parts: Vec<&str> = field.split('/').collect();
+        let tag = |text: &str| u64::from_str_radix(text, 16).ok();
+        match parts[..] {
+            [from, t] if !from.is_empty() => match tag(t) {
+                Some(tag) => Sender::Query {
+                    from: from.into(),
+                    tag,
+                },
+                None => Sender::Plain(field.into()),
+            },
+            [from, to, t] if !from.is_empty() && !to.is_empty() => match tag(t) {
+                Some(tag) => Sender::Reply {
+                    from: from.into(),
+                    to: to.into(),
+                    tag,
+                },
+                None => Sender::Plain(field.into()),
+            },
+            _ => Sender::Plain(field.into()),
+        }
+    }
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sender::Plain(from) => f.write_str(from),
+            Sender::Query { from, tag } => write!(f, "{from}/{tag:x}"),
+            Sender::Reply { from, to, tag } => write!(f, "{from}/{to}/{tag:x}"),
+        }
+    }
+}
+
+/// What a datagram says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// `20`: who has this resource?
+    Query(ResourceId),
+    /// `21`: a node at this `host:port` has it.
+    Found(String),
+    /// `22`: not in my index. The id is kept as text: a legacy peer may echo anything.
+    NotFound(String),
+}
+
+/// One datagram of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub sender: Sender,
+    pub body: Body,
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.body {
+            Body::Query(id) => write!(f, "{};20;{id}", self.sender),
+            Body::Found(location) => write!(f, "{};21;{location}", self.sender),
+            Body::NotFound(id) => write!(f, "{};22;{id}", self.sender),
+        }
+    }
+}
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    TooLong(usize),
+    NotUtf8,
+    FieldCount(usize),
+    EmptySender,
+    UnknownCode(String),
+    BadPayload(String),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::TooLong(n) => write!(f, "{n} bytes, over {MAX_DATAGRAM}"),
+            WireError::NotUtf8 => f.write_str("not UTF-8"),
+            WireError::FieldCount(n) => write!(f, "{n} fields instead of 3"),
+            WireError::EmptySender => f.write_str("empty sender"),
+            WireError::UnknownCode(code) => write!(f, "unknown code {code:?}"),
+            WireError::BadPayload(why) => write!(f, "bad payload: {why}"),
+        }
+    }
+}
+
+/// Parses one datagram; any datagram that is not exactly a protocol message is an error.
+pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(WireError::TooLong(datagram.len()));
+    }
+    let text = std::str::from_utf8(datagram).map_err(|_| WireError::NotUtf8)?;
+    let text = text.trim_end_matches(['\n', '\r', '\0']);
+    let fields: Vec<&str> = text.split(';').collect();
+    let [sender, code, payload] = fields[..] else {
+        return Err(WireError::FieldCount(fields.len()));
+    };
+    if sender.is_empty() {
+        return Err(WireError::EmptySender);
+    }
+    let body = match code {
+        "20" => Body::Query(ResourceId::parse(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed id {:?}", truncate(payload, 80)))
+        })?),
+        "21" => {
+            check_location(payload).map_err(WireError::BadPayload)?;
+            Body::Found(payload.to_string())
+        }
+        "22" => Body::NotFound(payload.to_ascii_lowercase()),
+        other => return Err(WireError::UnknownCode(truncate(other, 16).to_string())),
+    };
+    Ok(Message {
+        sender: Sender::parse(sender),
+        body,
+    })
+}
+
+/// Checks a `host:port` location: a host of letters, digits, `.`, `-`, `_` (or an IPv6
+/// address in brackets), and a port from 1 to 65535. Nothing that could break the wire format
+/// (`;`) or a URL (`/`, spaces) gets through.
+pub fn check_location(location: &str) -> Result<(), String> {
+    let bad = || format!("location {:?} is not host:port", truncate(location, 80));
+    let (host, port) = location.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    let port_ok =
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "a165db4b039ff22779f88e8e847a938fcbab8229769c5ce81111c88cfc8cbb85";
+
+    fn id() -> ResourceId {
+        ResourceId::parse(ID).unwrap()
+    }
+
+    #[test]
+    fn seed_messages_parse() {
+        let query = parse(format!("a76d292-7aee;20;{ID}").as_bytes()).unwrap();
+        assert_eq!(query.sender, Sender::Plain("a76d292-7aee".into()));
+        assert_eq!(query.body, Body::Query(id()));
+
+        let found = parse(b"7f9a678b-deed;21;192.168.35.12:8001").unwrap();
+        assert_eq!(found.body, Body::Found("192.168.35.12:8001".into()));
+
+        let missing = parse(format!("7f9a678b;22;{}", ID.to_uppercase()).as_bytes()).unwrap();
+        assert_eq!(missing.body, Body::NotFound(ID.into()));
+    }
+
+    #[test]
+    fn tagged_messages_round_trip_in_three_fields() {
+        let messages = [
+            Message {
+                sender: Sender::Query {
+                    from: "me".into(),
+                    tag: 0x1f,
+                },
+                body: Body::Query(id()),
+            },
+            Message {
+                sender: Sender::Reply {
+                    from: "peer".into(),
+                    to: "me".into(),
+                    tag: 7,
+                },
+                body: Body::Found("127.0.0.1:8000".into()),
+            },
+            Message {
+                sender: Sender::Reply {
+                    from: "peer".into(),
+                    to: "me".into(),
+                    tag: u64::MAX,
+                },
+                body: Body::NotFound(ID.into()),
+            },
+        ];
+        for message in messages {
+            let bytes = message.encode();
+            assert_eq!(bytes.iter().filter(|&&b| b == b';').count(), 2);
+            assert_eq!(parse(&bytes).unwrap(), message);
+        }
+        let query = Message {
+            sender: Sender::Query {
+                from: "me".into(),
+                tag: 0x1f,
+            },
+            body: Body::Query(id()),
+        };
+        assert_eq!(query.to_string(), format!("me/1f;20;{ID}"));
+    }
+
+    #[test]
+    fn junk_is_an_error_not_a_panic() {
+        let long = vec![b'a'; 5000];
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b";",
+            b";;",
+            b"a;20",
+            b"a;20;b;c",
+            b"a;99;x",
+            b";20;0000",
+            b"a;20;not-an-id",
+            b"a;21;no-port",
+            b"a;21;host:0",
+            b"a;21;host:99999",
+            b"a;21;ho st:80",
+            &[0xff, 0xfe, b';', b'2', b'0', b';', 0x80],
+            &long,
+        ];
+        for case in cases {
+            assert!(
+                parse(case).is_err(),
+                "{:?} parsed",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
+
+    #[test]
+    fn odd_senders_stay_plain() {
+        for field in ["a/b/c/d", "a/zz", "/1", "a//1"] {
+            let message = parse(format!("{field};22;{ID}").as_bytes()).unwrap();
+            assert_eq!(message.sender, Sender::Plain(field.into()), "{field}");
+        }
+    }
+
+    #[test]
+    fn locations() {
+        for good in ["127.0.0.1:8000", "host-3.lan:80", "[::1]:5000", "a_b:1"] {
+            assert!(check_location(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", ":80", "host", "host:", "a;b:80", "a/b:80", "[]:80", "h:0", "h:+80",
+        ] {
+            assert!(check_location(bad).is_err(), "{bad}");
+        }
+    }
+}
