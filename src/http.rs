@@ -328,9 +328,18 @@ fn answer(mut raw: tiny_http::Request, handler: &Handler, max_body: u64) {
     let _ = raw.respond(reply.into_response());
 }
 
+/// How much of an oversized body is read and dropped before the 413, so that the connection
+/// closes cleanly: closing with unread data makes the kernel reset it, and the client may then
+/// never see the answer.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
 fn read_request(raw: &mut tiny_http::Request, max_body: u64) -> Result<Request, ApiError> {
+    let too_large = |raw: &mut tiny_http::Request| {
+        let _ = io::copy(&mut raw.as_reader().take(DRAIN_LIMIT), &mut io::sink());
+        Err(ApiError::PayloadTooLarge(max_body))
+    };
     if raw.body_length().is_some_and(|len| len as u64 > max_body) {
-        return Err(ApiError::PayloadTooLarge(max_body));
+        return too_large(raw);
     }
     let mut body = Vec::new();
     raw.as_reader()
@@ -338,7 +347,7 @@ fn read_request(raw: &mut tiny_http::Request, max_body: u64) -> Result<Request, 
         .read_to_end(&mut body)
         .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
     if body.len() as u64 > max_body {
-        return Err(ApiError::PayloadTooLarge(max_body));
+        return too_large(raw);
     }
     let method = match raw.method() {
         TinyMethod::Get | TinyMethod::Head => Method::Get,
@@ -393,5 +402,39 @@ mod tests {
             body,
             serde_json::json!({"name": "I'm a teapot", "description": "I'm not your guy", "code": 418})
         );
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_is_a_500_and_the_worker_lives_on() {
+        let shutdown = Shutdown::new();
+        let handler: Arc<Handler> = Arc::new(|request: &Request| {
+            if request.path == "/panic" {
+                panic!("deliberate");
+            }
+            Ok(Reply::data(200, "ok", &"fine"))
+        });
+        // One worker: if the panic killed it, the second request would never be answered.
+        let server = HttpServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            1,
+            1024,
+            handler,
+            shutdown.clone(),
+        )
+        .unwrap();
+        let agent = crate::client::agent(Duration::from_secs(5));
+        let url = |path: &str| format!("http://{}{path}", server.addr);
+        let status = |path: &str| agent.get(&url(path)).call().unwrap().status().as_u16();
+        assert_eq!(status("/panic"), 500);
+        assert_eq!(status("/fine"), 200);
+        assert_eq!(status("/panic"), 500);
+        assert_eq!(status("/fine"), 200);
+        shutdown.trigger();
+        server.join();
     }
 }

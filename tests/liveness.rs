@@ -1,0 +1,172 @@
+//! SPEC section 5: health checks, removal, re-registration and fail-over, with real processes.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn a_killed_node_leaves_after_two_missed_checks_and_not_before() {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let folder = Folder::with(&[("f", b"short-lived\n")]);
+    let id = sha256(b"short-lived\n");
+    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    let location = node.location();
+    wait_registered(&supernode, &[&node]);
+
+    // A sweep over a live node changes nothing.
+    assert_eq!(supernode.get("/api/supernode/xxx").status, 204);
+    assert_eq!(alive(&supernode), std::slice::from_ref(&location));
+
+    node.kill();
+    supernode.get("/api/supernode/xxx");
+    assert_eq!(
+        alive(&supernode),
+        std::slice::from_ref(&location),
+        "removed after one miss"
+    );
+    assert_eq!(
+        supernode.get(&format!("/api/supernode/search/{id}")).status,
+        200
+    );
+
+    supernode.get("/api/supernode/xxx");
+    assert!(alive(&supernode).is_empty(), "still there after two misses");
+    supernode
+        .get(&format!("/api/supernode/search/{id}"))
+        .assert_error(404);
+    supernode.wait_log(
+        &format!("removed {location} (1 resources)"),
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn the_periodic_sweep_removes_a_dead_node_by_itself() {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1)
+        .env("LIVENESS_PERIOD_MS", "200")
+        .start();
+    let folder = Folder::with(&[("f", b"x")]);
+    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    wait_registered(&supernode, &[&node]);
+    node.kill();
+    wait_until("the dead node's removal", Duration::from_secs(10), || {
+        alive(&supernode).is_empty()
+    });
+}
+
+#[test]
+fn a_restarted_supernode_learns_its_nodes_again() {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let port = supernode.addr.port();
+    let folder = Folder::with(&[("f", b"survives a supernode restart\n")]);
+    let id = sha256(b"survives a supernode restart\n");
+    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    wait_registered(&supernode, &[&node]);
+
+    supernode.kill();
+    let supernode = Launch::supernode("super-again", &group, 1)
+        .port(port)
+        .start();
+    // Nobody restarts the node: its next heartbeat gets a 404 and it registers again.
+    wait_until(
+        "the node to register again",
+        Duration::from_secs(10),
+        || supernode.get(&format!("/api/supernode/search/{id}")).status == 200,
+    );
+    node.wait_log("registering again", Duration::from_secs(5));
+}
+
+#[test]
+fn a_node_started_before_its_supernode_registers_when_it_comes_up() {
+    let port = free_port();
+    let folder = Folder::with(&[("f", b"early node\n")]);
+    let node = Launch::node("node", &folder.path, &[&format!("http://127.0.0.1:{port}")]).start();
+    node.wait_log("cannot register", Duration::from_secs(10));
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).port(port).start();
+    wait_registered(&supernode, &[&node]);
+    assert_eq!(
+        supernode
+            .get(&format!(
+                "/api/supernode/search/{}",
+                sha256(b"early node\n")
+            ))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn a_node_fails_over_along_its_supernode_list() {
+    let group = group();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let first = Launch::supernode("first", &group, 2).start();
+    let second = Launch::supernode("second", &group, 2).start();
+    let folder = Folder::with(&[("f", b"fail-over\n")]);
+    let id = sha256(b"fail-over\n");
+
+    // The first entry is down: the node registers with the next one.
+    let node = Launch::node("node", &folder.path, &[&dead, &first.url(), &second.url()]).start();
+    wait_registered(&first, &[&node]);
+
+    // Its supernode dies: the node moves on to the next one, and is found there.
+    first.kill();
+    wait_registered(&second, &[&node]);
+    assert_eq!(
+        second.get(&format!("/api/supernode/search/{id}")).status,
+        200
+    );
+    // And the node's own look-ups go to the supernode that answers.
+    node.get(&format!("/api/node/resources/{}", absent_id(1)))
+        .assert_error(404);
+}
+
+#[test]
+fn hanging_nodes_do_not_delay_the_checks_of_the_others() {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1)
+        .env("HEALTH_TIMEOUT_MS", "1000")
+        .env("HEALTH_CONCURRENCY", "64")
+        .start();
+    let folder = Folder::with(&[("f", b"alive and well\n")]);
+    let live = Launch::node("live", &folder.path, &[&supernode.url()]).start();
+    wait_registered(&supernode, &[&live]);
+
+    // Thirty "nodes" that accept connections and never answer.
+    let hangers: Vec<TcpListener> = (0..30)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, listener) in hangers.iter().enumerate() {
+        let body = serde_json::json!({
+            "name": format!("hanging-{i}"),
+            "location": listener.local_addr().unwrap().to_string(),
+            "resources": [{"id": absent_id(i as u32), "name": "never served"}],
+        });
+        assert_eq!(
+            supernode
+                .post("/api/supernode/register", body.to_string().as_bytes())
+                .status,
+            204
+        );
+    }
+    assert_eq!(alive(&supernode).len(), 31);
+
+    // Checked one after another they would take 30 s; concurrently, about one time-out.
+    for round in 1..=2 {
+        let started = Instant::now();
+        assert_eq!(supernode.get("/api/supernode/xxx").status, 204);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(8), "sweep {round} took {took:?}");
+    }
+    assert_eq!(
+        alive(&supernode),
+        [live.location()],
+        "the hanging nodes go after two sweeps"
+    );
+}

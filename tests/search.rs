@@ -1,0 +1,409 @@
+//! SPEC section 4: search across supernodes over multicast, against real processes, plus a
+//! test socket in the group that speaks the seed's protocol as its supernodes do.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use support::*;
+
+/// A member of the group as the seed's supernodes are: plain sender names, three fields.
+struct Peer {
+    socket: UdpSocket,
+    group: SocketAddrV4,
+}
+
+impl Peer {
+    fn join(group: &str) -> Peer {
+        let group: SocketAddrV4 = group.parse().unwrap();
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket.set_reuse_port(true).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::V4(group).into())
+            .unwrap();
+        socket
+            .join_multicast_v4(group.ip(), &Ipv4Addr::LOCALHOST)
+            .unwrap();
+        socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+        socket.set_multicast_ttl_v4(1).unwrap();
+        socket.set_multicast_loop_v4(true).unwrap();
+        let socket: UdpSocket = socket.into();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Peer { socket, group }
+    }
+
+    fn send(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, self.group).unwrap();
+    }
+
+    /// The next datagram for which `keep` holds, within `limit`.
+    fn receive(&self, limit: Duration, keep: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        let mut buffer = [0u8; 2048];
+        while Instant::now() < deadline {
+            if let Ok((len, _)) = self.socket.recv_from(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+                if keep(&text) {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    }
+}
+
+fn fields(datagram: &str) -> Vec<&str> {
+    datagram.split(';').collect()
+}
+
+/// Two supernodes in one group, a node under the second holding `files`.
+struct TwoSupernodes {
+    s1: Proc,
+    s2: Proc,
+    _node: Proc,
+    _folder: Folder,
+    group: String,
+}
+
+fn two_supernodes(files: &[(&str, &[u8])]) -> TwoSupernodes {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    let folder = Folder::with(files);
+    let node = Launch::node("n3", &folder.path, &[&s2.url()]).start();
+    wait_registered(&s2, &[&node]);
+    TwoSupernodes {
+        s1,
+        s2,
+        _node: node,
+        _folder: folder,
+        group,
+    }
+}
+
+#[test]
+fn a_node_finds_a_resource_registered_at_another_supernode() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    let f2 = Folder::with(&[("two.txt", b"node2's file\n")]);
+    let f3 = Folder::with(&[("three.txt", b"node3's file\n")]);
+    let n2 = Launch::node("n2", &f2.path, &[&s1.url()]).start();
+    let n3 = Launch::node("n3", &f3.path, &[&s2.url()]).start();
+    wait_registered(&s1, &[&n2]);
+    wait_registered(&s2, &[&n3]);
+    let id = sha256(b"node3's file\n");
+
+    // The seed's demonstration: node2 asks for node3's resource.
+    let answer = n2.get(&format!("/api/node/resources/{id}"));
+    assert_eq!(answer.status, 302);
+    assert_eq!(answer.json()["data"]["info"]["location"], n3.location());
+    let content = n2.get(&format!("/api/node/resources/{id}/content"));
+    assert_eq!(
+        get(content.location.as_deref().unwrap()).body,
+        b"node3's file\n"
+    );
+
+    // The supernode's answer for a resource found by the group: location, no name.
+    let answer = s1.get(&format!("/api/supernode/search/{id}"));
+    assert_eq!(answer.status, 200);
+    let file = &answer.json()["data"]["file"];
+    assert_eq!(file["location"], n3.location());
+    assert_eq!(file["locations"], serde_json::json!([n3.location()]));
+    assert!(file.get("name").is_none(), "{file}");
+    s1.wait_log(
+        &format!("search {id}: found at {}", n3.location()),
+        Duration::from_secs(5),
+    );
+
+    // Many ids at once: found ones in order, absent ones left out.
+    let answer = s1.get(&format!(
+        "/api/supernode/search?hash_ids={},{id}",
+        absent_id(1)
+    ));
+    let data = answer.json()["data"].clone();
+    assert_eq!(data.as_array().unwrap().len(), 1, "{data}");
+    assert_eq!(data[0]["id"], id);
+}
+
+#[test]
+fn fifty_concurrent_searches_each_get_their_own_answer() {
+    let files: Vec<(String, Vec<u8>)> = (0..25)
+        .map(|i| {
+            (
+                format!("file{i:02}"),
+                format!("content number {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    let cluster = two_supernodes(&refs);
+    let node_location = cluster._node.location();
+
+    let mut asks: Vec<(String, bool)> = files.iter().map(|(_, c)| (sha256(c), true)).collect();
+    asks.extend((0..25).map(|i| (absent_id(100 + i), false)));
+    let results: Vec<(String, bool, u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = asks
+            .iter()
+            .map(|(id, present)| {
+                let s1 = &cluster.s1;
+                scope.spawn(move || {
+                    let answer = s1.get(&format!("/api/supernode/search/{id}"));
+                    let body = if answer.status == 200 {
+                        answer.json()
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    (id.clone(), *present, answer.status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (id, present, status, body) in results {
+        if present {
+            assert_eq!(status, 200, "{id} exists");
+            assert_eq!(body["data"]["id"], id);
+            assert_eq!(body["data"]["file"]["location"], node_location);
+        } else {
+            assert_eq!(status, 404, "{id} exists nowhere: {body}");
+        }
+    }
+
+    // The same fifty in one request: the remote look-ups run together, all correct.
+    let all: Vec<&str> = asks.iter().map(|(id, _)| id.as_str()).collect();
+    let answer = cluster
+        .s1
+        .get(&format!("/api/supernode/search?hash_ids={}", all.join(",")));
+    let found: Vec<String> = answer.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = asks
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn a_negative_comes_as_soon_as_every_peer_said_no() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2)
+        .env("SEARCH_TIMEOUT_MS", "10000")
+        .start();
+    let _s2 = Launch::supernode("s2", &group, 2).start();
+    let started = Instant::now();
+    s1.get(&format!("/api/supernode/search/{}", absent_id(1)))
+        .assert_error(404);
+    // Well before the 10 s time-out: the one peer's 22 ends the search.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    s1.wait_log("no supernode has it", Duration::from_secs(5));
+}
+
+#[test]
+fn a_search_with_a_dead_peer_ends_within_the_time_out() {
+    let group = group();
+    // GROUP_SIZE=3, but the third supernode is down.
+    let s1 = Launch::supernode("s1", &group, 3)
+        .env("SEARCH_TIMEOUT_MS", "1000")
+        .start();
+    let s2 = Launch::supernode("s2", &group, 3).start();
+    let folder = Folder::with(&[("here", b"at s2\n")]);
+    let node = Launch::node("n", &folder.path, &[&s2.url()]).start();
+    wait_registered(&s2, &[&node]);
+
+    let started = Instant::now();
+    s1.get(&format!("/api/supernode/search/{}", absent_id(1)))
+        .assert_error(404);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "a negative before the time-out: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "the search hung: {took:?}");
+    s1.wait_log("timed out", Duration::from_secs(5));
+
+    // A positive answer still ends the search at once.
+    let answer = s1.get(&format!("/api/supernode/search/{}", sha256(b"at s2\n")));
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn seed_supernodes_are_answered_and_understood() {
+    let cluster = two_supernodes(&[("file", b"known to s2\n")]);
+    let peer = Peer::join(&cluster.group);
+    let known = sha256(b"known to s2\n");
+    let unknown = absent_id(7);
+
+    // A seed supernode's query gets a seed-form answer: three fields, plain sender.
+    peer.send(format!("seed-uuid;20;{known}").as_bytes());
+    let answer = peer
+        .receive(Duration::from_secs(5), |d| fields(d).get(1) == Some(&"21"))
+        .expect("an answer to the seed's query");
+    assert_eq!(fields(&answer).len(), 3, "{answer}");
+    assert!(!fields(&answer)[0].contains('/'), "{answer}");
+    assert_eq!(fields(&answer)[2], cluster._node.location());
+
+    peer.send(format!("seed-uuid;20;{unknown}").as_bytes());
+    let negatives: Vec<String> = (0..2)
+        .filter_map(|_| {
+            peer.receive(Duration::from_secs(5), |d| {
+                d.ends_with(&format!(";22;{unknown}"))
+            })
+        })
+        .collect();
+    assert_eq!(negatives.len(), 2, "both supernodes say 22: {negatives:?}");
+
+    // Our queries keep three fields too, and a seed's untagged answers are understood. In a
+    // group of its own, so that the fake seed is the only peer that answers.
+    let alone = group();
+    let peer = Peer::join(&alone);
+    let s3 = Launch::supernode("s3", &alone, 2)
+        .env("SEARCH_TIMEOUT_MS", "5000")
+        .start();
+    let asked = absent_id(8);
+    let search = std::thread::spawn({
+        let url = format!("{}/api/supernode/search/{asked}", s3.url());
+        move || get(&url)
+    });
+    let query = peer
+        .receive(Duration::from_secs(5), |d| {
+            d.ends_with(&format!(";20;{asked}"))
+        })
+        .expect("the query");
+    assert_eq!(fields(&query).len(), 3);
+    peer.send(b"seed-uuid;21;10.9.8.7:8001");
+    let answer = search.join().unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["data"]["file"]["location"], "10.9.8.7:8001");
+
+    // A seed's 22 for the id counts as that peer's no: the search ends long before its time-out.
+    let asked = absent_id(9);
+    let started = Instant::now();
+    let search = std::thread::spawn({
+        let url = format!("{}/api/supernode/search/{asked}", s3.url());
+        move || get(&url)
+    });
+    peer.receive(Duration::from_secs(5), |d| {
+        d.ends_with(&format!(";20;{asked}"))
+    })
+    .expect("the query");
+    peer.send(format!("seed-uuid;22;{asked}").as_bytes());
+    search.join().unwrap().assert_error(404);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_untagged_answer_is_not_used_while_several_searches_wait() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2)
+        .env("SEARCH_TIMEOUT_MS", "1500")
+        .start();
+    let peer = Peer::join(&group);
+    let (a, b) = (absent_id(1), absent_id(2));
+    let searches: Vec<_> = [&a, &b]
+        .into_iter()
+        .map(|id| {
+            let url = format!("{}/api/supernode/search/{id}", s1.url());
+            std::thread::spawn(move || get(&url))
+        })
+        .collect();
+    // Once both queries are out, a seed-style answer arrives: whose is it? Nobody can know.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let query = peer
+            .receive(Duration::from_secs(5), |d| d.contains(";20;"))
+            .expect("both queries");
+        let id = fields(&query)[2].to_string();
+        if !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    peer.send(b"seed-uuid;21;10.0.0.1:8000");
+    for search in searches {
+        search.join().unwrap().assert_error(404);
+    }
+}
+
+#[test]
+fn junk_datagrams_leave_every_supernode_answering() {
+    let cluster = two_supernodes(&[("file", b"still here\n")]);
+    let peer = Peer::join(&cluster.group);
+    let id = sha256(b"still here\n");
+    let junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff, 0x00, 0xfe, 0x3b, 0x3b],
+        vec![b'x'; 5 * 1024],
+        b"only;two".to_vec(),
+        b"a;b;c;d".to_vec(),
+        b"a;99;x".to_vec(),
+        b";20;".to_vec(),
+        format!("x;20;{}", "g".repeat(64)).into_bytes(),
+        b"x;21;;;".to_vec(),
+        b"x;21;10.0.0.1:0".to_vec(),
+        format!("x/zz/1;22;{id}").into_bytes(),
+        b"x/y/ffffffffffffffffffff;21;10.0.0.1:1".to_vec(),
+        "\u{1F600};20;\u{1F600}".as_bytes().to_vec(),
+    ];
+    for datagram in &junk {
+        peer.send(datagram);
+    }
+    for supernode in [&cluster.s1, &cluster.s2] {
+        let answer = supernode.get(&format!("/api/supernode/search/{id}"));
+        assert_eq!(answer.status, 200, "{} after junk", supernode.name);
+        supernode
+            .get(&format!("/api/supernode/search/{}", absent_id(3)))
+            .assert_error(404);
+    }
+    // Junk is only logged at debug level, never answered.
+    cluster
+        .s1
+        .wait_log("ignoring a datagram", Duration::from_secs(5));
+}
+
+#[test]
+fn unknown_group_size_learns_the_peers_that_answer() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 0)
+        .env("SEARCH_TIMEOUT_MS", "10000")
+        .start();
+    let s2 = Launch::supernode("s2", &group, 0).start();
+    let folder = Folder::with(&[("f", b"found with group size 0\n")]);
+    let node = Launch::node("n", &folder.path, &[&s2.url()]).start();
+    wait_registered(&s2, &[&node]);
+    // A positive needs no count.
+    let answer = s1.get(&format!(
+        "/api/supernode/search/{}",
+        sha256(b"found with group size 0\n")
+    ));
+    assert_eq!(answer.status, 200);
+    // s1 heard s2 (its answer above, and the discovery ping): a negative now needs only s2's 22.
+    let started = Instant::now();
+    s1.get(&format!("/api/supernode/search/{}", absent_id(5)))
+        .assert_error(404);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

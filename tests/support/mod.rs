@@ -1,0 +1,433 @@
+//! The integration-test harness: starts the real `superpeer` binary as child processes.
+//!
+//! Every instance binds port 0 and the harness reads the address it got from its log, so
+//! tests never fight over ports. Every test gets its own multicast group and port from
+//! [`group`]. A [`Proc`] kills its child when dropped, even when the test fails, and each
+//! child's log lines are forwarded with a prefix, so a failing test shows what happened.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, bounded};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_superpeer");
+
+/// A multicast `group:port` no other test (in this or another test process) uses.
+pub fn group() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!(
+        "239.{}.{}.{}:{}",
+        128 + ((pid >> 16) & 0x7f),
+        (pid >> 8) & 0xff,
+        pid & 0xff,
+        40000 + n
+    )
+}
+
+/// A port that was free a moment ago (for a process that must be known before it starts).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How to start one instance.
+pub struct Launch {
+    name: String,
+    args: Vec<String>,
+    env: HashMap<String, String>,
+}
+
+impl Launch {
+    /// A supernode in `group`, on a free port, with quick searches and no automatic sweep
+    /// (tests run sweeps with `GET /api/supernode/xxx`).
+    pub fn supernode(name: &str, group: &str, group_size: usize) -> Launch {
+        Launch::new(name, "supernode")
+            .env("MULTICAST_LOCATION", group)
+            .env("MULTICAST_GROUP_SIZE", &group_size.to_string())
+            .env("SEARCH_TIMEOUT_MS", "1500")
+            .env("SEARCH_RETRY_MS", "100")
+            .env("LIVENESS_PERIOD_MS", "3600000")
+            .env("HEALTH_TIMEOUT_MS", "1000")
+    }
+
+    /// A node serving `folder`, registered with `supernodes` (fail-over order).
+    pub fn node(name: &str, folder: &Path, supernodes: &[&str]) -> Launch {
+        let endpoints: Vec<String> = supernodes
+            .iter()
+            .map(|s| format!("{s}/api/supernode"))
+            .collect();
+        Launch::new(name, "node")
+            .env("RESOURCE_PATH", folder.to_str().unwrap())
+            .env("SUPERNODE_ENDPOINT", &endpoints.join(","))
+            .env("HEARTBEAT_MS", "100")
+            .env("REGISTER_RETRY_MAX_MS", "100")
+            .env("SUPERNODE_TIMEOUT_MS", "5000")
+    }
+
+    fn new(name: &str, role: &str) -> Launch {
+        let launch = Launch {
+            name: name.into(),
+            args: vec![role.into()],
+            env: HashMap::new(),
+        };
+        launch
+            .env("LHOST", "127.0.0.1")
+            .env("LPORT", "0")
+            .env("LOG_LEVEL", "debug")
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn port(self, port: u16) -> Launch {
+        self.env("LPORT", &port.to_string())
+    }
+
+    pub fn arg(mut self, arg: &str) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts the instance and waits until it listens.
+    pub fn start(self) -> Proc {
+        let mut proc = self.spawn();
+        proc.addr = proc
+            .listening
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{} did not start listening; see its log above", proc.name));
+        proc
+    }
+
+    /// Starts the process without waiting for anything (for start-up failures).
+    pub fn spawn(self) -> Proc {
+        let mut command = Command::new(BIN);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Keep the test's own environment out: only the keys the test gives count.
+        for key in KEYS {
+            command.env_remove(key);
+        }
+        command.envs(&self.env);
+        let mut child = command.spawn().expect("start superpeer");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, listening) = bounded(1);
+        for (stream, tx) in [
+            (
+                Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+                Some(tx),
+            ),
+            (Box::new(child.stdout.take().unwrap()), None),
+        ] {
+            let (name, log) = (self.name.clone(), log.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("[{name}] {line}");
+                    if let (Some(tx), Some(at)) = (&tx, line.find("listening on http://")) {
+                        let rest = &line[at + "listening on http://".len()..];
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        if let Ok(addr) = addr.parse::<SocketAddr>() {
+                            let _ = tx.try_send(addr);
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        Proc {
+            name: self.name,
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+            listening,
+        }
+    }
+}
+
+/// Every key the binary reads, cleared from the child's environment.
+const KEYS: &[&str] = &[
+    "LHOST",
+    "LPORT",
+    "IS_SUPERNODE",
+    "SUPERNODE_ENDPOINT",
+    "RESOURCE_PATH",
+    "MULTICAST_LOCATION",
+    "MULTICAST_GROUP_SIZE",
+    "MULTICAST_INTERFACE",
+    "MULTICAST_TTL",
+    "SEARCH_TIMEOUT_MS",
+    "SEARCH_RETRY_MS",
+    "LIVENESS_PERIOD_MS",
+    "LIVENESS_MISSES",
+    "HEALTH_TIMEOUT_MS",
+    "HEALTH_CONCURRENCY",
+    "NODE_NAME",
+    "NODE_LOCATION",
+    "HEARTBEAT_MS",
+    "REGISTER_RETRY_MAX_MS",
+    "SUPERNODE_TIMEOUT_MS",
+    "HTTP_WORKERS",
+    "MAX_BODY_BYTES",
+    "LOG_LEVEL",
+];
+
+/// A running instance; killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    listening: Receiver<SocketAddr>,
+}
+
+impl Proc {
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `host:port`, as the node registers itself.
+    pub fn location(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        get(&format!("{}{path}", self.url()))
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Resp {
+        post(&format!("{}{path}", self.url()), body)
+    }
+
+    /// Waits until a log line contains `text`.
+    pub fn wait_log(&self, text: &str, limit: Duration) {
+        wait_until(&format!("{} to log {text:?}", self.name), limit, || {
+            self.logged(text)
+        });
+    }
+
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
+    }
+
+    /// Waits for the process to exit by itself; returns its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts the standard error body for `code`.
+    pub fn assert_error(&self, code: u16) {
+        assert_eq!(
+            self.status,
+            code,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code);
+        assert!(
+            body["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "{body}"
+        );
+        assert!(
+            body["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+fn finish(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &str) -> Resp {
+    let mut response = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    Resp {
+        status: response.status().as_u16(),
+        location,
+        body,
+    }
+}
+
+pub fn get(url: &str) -> Resp {
+    finish(agent().get(url).call(), url)
+}
+
+pub fn post(url: &str, body: &[u8]) -> Resp {
+    finish(
+        agent()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body),
+        url,
+    )
+}
+
+/// Sends raw bytes on a fresh connection and returns the status code of the answer.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(request).ok()?;
+    // Say that nothing more comes, so a truncated request ends now rather than at a time-out.
+    stream.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.take(1 << 20).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A temporary folder of files, removed when dropped.
+pub struct Folder {
+    pub path: PathBuf,
+}
+
+impl Folder {
+    /// A folder holding `files` (name, content).
+    pub fn with(files: &[(&str, &[u8])]) -> Folder {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "superpeer-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        for (name, content) in files {
+            let file = path.join(name);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
+        Folder { path }
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The SHA-256 of `content`, as lowercase hex.
+pub fn sha256(content: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An id nobody holds.
+pub fn absent_id(n: u32) -> String {
+    sha256(format!("nobody has this {n} {}", std::process::id()).as_bytes())
+}
+
+/// The supernode's `alive` list, as locations.
+pub fn alive(supernode: &Proc) -> Vec<String> {
+    let answer = supernode.get("/api/supernode/alive");
+    assert_eq!(answer.status, 200);
+    answer.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["location"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until `supernode` lists every one of `nodes` as registered.
+pub fn wait_registered(supernode: &Proc, nodes: &[&Proc]) {
+    wait_until(
+        &format!("{} to list {} nodes", supernode.name, nodes.len()),
+        Duration::from_secs(20),
+        || {
+            let live = alive(supernode);
+            nodes.iter().all(|n| live.contains(&n.location()))
+        },
+    );
+}
