@@ -24,6 +24,9 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
+        // Nodes and supernodes talk directly on their LAN: an HTTP_PROXY meant for the
+        // outside world must not carry (or leak) their traffic.
+        .proxy(None)
         .build()
         .into()
 }

@@ -1,0 +1,125 @@
+# superpeer: build, run, test and package.  `make` (or `make help`) lists the targets.
+#
+#   make r-super IP=<bind ip> PORT=<port> CONFIG=<name or path> GROUP_SIZE=<n>
+#   make r-node  IP=<bind ip> PORT=<port> CONFIG=<name or path>
+#
+# IP, PORT and GROUP_SIZE are passed to the instance (as LHOST, LPORT and
+# MULTICAST_GROUP_SIZE) only when given on make's command line; otherwise the value
+# in the .env file is used. CONFIG=node1 reads config/node1.env; a value with '/' or
+# ending in .env is a path, relative to the project root unless absolute.
+
+# The project root is where this Makefile lives, so `make -C` and `make -f` work
+# from anywhere: every recipe runs from there.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+CARGO ?= cargo
+BIN := target/release/superpeer
+# The target `make dist` builds for: a static musl binary.
+DIST_TARGET ?= x86_64-unknown-linux-musl
+
+# $(call given,VAR): the value of VAR when it was set on make's command line, else
+# empty. Variables such as PORT that merely happen to be in the environment are
+# ignored (set LHOST, LPORT, ... in the environment to override the .env file).
+given = $(if $(filter command line override,$(origin $1)),$(strip $($1)))
+# $(call env_if,KEY,VAR): `KEY='value' ` when VAR was given, else nothing.
+env_if = $(if $(call given,$2),$1='$(call given,$2)' )
+
+.DEFAULT_GOAL := help
+.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist lab lab-down lab-test bench clean
+
+# List the targets and how to start an instance.
+help:
+	@echo 'superpeer: a peer-to-peer resource-location network'
+	@echo
+	@echo 'Targets:'
+	@echo '  help      this text (the default)'
+	@echo '  build     cargo build --release  ->  $(BIN)'
+	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
+	@echo '  r-node    run a node (default CONFIG=node1)'
+	@echo '  test      cargo test'
+	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
+	@echo '  lint      cargo clippy --all-targets -- -D warnings'
+	@echo '  demo      start a 2-supernode, 3-node cluster on 127.0.0.1 and walk through'
+	@echo '            the API (DEMO_EXIT=1 make demo: stop when the walk-through ends)'
+	@echo '  dist      static musl release binary in dist/superpeer'
+	@echo '  lab       the seed'"'"'s 3 hosts as network namespaces (root); lab-down stops it'
+	@echo '  lab-test  the demonstration across the lab'"'"'s hosts, then the fault drills'
+	@echo '  bench     every benchmark, with references measured in the same run'
+	@echo '  clean     remove target/ and dist/'
+	@echo
+	@echo 'Usage:'
+	@echo '  make r-super IP=<bind ip> PORT=<port> CONFIG=<name or path> GROUP_SIZE=<n>'
+	@echo '  make r-node  IP=<bind ip> PORT=<port> CONFIG=<name or path>'
+	@echo
+	@echo '  IP, PORT and GROUP_SIZE override LHOST, LPORT and MULTICAST_GROUP_SIZE of the'
+	@echo '  .env file; left out, the file (or the environment) decides. CONFIG=node1 reads'
+	@echo '  config/node1.env; a value with / or ending in .env is a path from the project root.'
+	@echo
+	@echo 'Example (the demo cluster, each in its own terminal):'
+	@echo '  make r-super CONFIG=supernode1     make r-super CONFIG=supernode2'
+	@echo '  make r-node CONFIG=node1           make r-node CONFIG=node2'
+	@echo '  make r-node CONFIG=node3'
+
+# Build the optimised binary.
+build:
+	cd '$(ROOT)' && $(CARGO) build --release
+
+# Run a supernode in the foreground (Ctrl-C stops it).
+r-super:
+	@cd '$(ROOT)' && $(CARGO) build --release --quiet
+	cd '$(ROOT)' && $(call env_if,LHOST,IP)$(call env_if,LPORT,PORT)$(call env_if,MULTICAST_GROUP_SIZE,GROUP_SIZE)exec $(BIN) supernode --config '$(or $(call given,CONFIG),supernode1)'
+
+# Run a node in the foreground (Ctrl-C stops it).
+r-node:
+	@cd '$(ROOT)' && $(CARGO) build --release --quiet
+	cd '$(ROOT)' && $(call env_if,LHOST,IP)$(call env_if,LPORT,PORT)exec $(BIN) node --config '$(or $(call given,CONFIG),node1)'
+
+# Run the unit and integration tests.
+test:
+	cd '$(ROOT)' && $(CARGO) test
+
+# Check the formatting without changing anything.
+fmt:
+	cd '$(ROOT)' && $(CARGO) fmt --all -- --check
+
+# Format the code in place.
+fmt-fix:
+	cd '$(ROOT)' && $(CARGO) fmt --all
+
+# Lint everything, warnings included.
+lint:
+	cd '$(ROOT)' && $(CARGO) clippy --all-targets -- -D warnings
+
+# Start the demo cluster and walk through the API (needs curl and python3).
+demo:
+	@command -v curl >/dev/null 2>&1 || { echo 'make demo: curl is missing; install it (e.g. apt-get install -y curl)' >&2; exit 1; }
+	@command -v python3 >/dev/null 2>&1 || { echo 'make demo: python3 is missing; install it (e.g. apt-get install -y python3)' >&2; exit 1; }
+	cd '$(ROOT)' && bash scripts/demo.sh
+
+# Static, stripped musl binary in dist/superpeer: runs on any x86_64 Linux, no libc needed.
+dist:
+	cd '$(ROOT)' && $(CARGO) build --release --target $(DIST_TARGET)
+	@cd '$(ROOT)' && mkdir -p dist && cp target/$(DIST_TARGET)/release/superpeer dist/superpeer
+	@cd '$(ROOT)' && echo "dist/superpeer: $$(wc -c < dist/superpeer) bytes" && \
+	  { ! command -v file >/dev/null 2>&1 || file dist/superpeer; }
+
+# The seed's three hosts as network namespaces on this machine (root; nothing leaves it).
+lab: dist
+	cd '$(ROOT)' && bash scripts/lab.sh up
+
+# Stop the lab: every process and namespace it made.
+lab-down:
+	cd '$(ROOT)' && bash scripts/lab.sh down
+
+# The seed's demonstration across the lab's hosts, then the fault drills.
+lab-test: dist
+	cd '$(ROOT)' && bash scripts/lab.sh test
+
+# Every benchmark, against references measured in the same run: bench/results.md.
+bench:
+	cd '$(ROOT)' && bash bench/run.sh
+
+# Remove the build output.
+clean:
+	cd '$(ROOT)' && $(CARGO) clean
+	rm -rf '$(ROOT)/dist'
