@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tiny_http::{Header, Method as TinyMethod, Response, Server, StatusCode};
 
+use crate::config::HttpConfig;
 use crate::error::{ApiError, Error};
 use crate::shutdown::Shutdown;
 
@@ -60,6 +61,16 @@ impl Request {
             return Some(Vec::new());
         }
         Some(rest.strip_prefix('/')?.split('/').collect())
+    }
+
+    /// The segments after `/api/<role>/` for a server of `role`: a path of the `other` role is
+    /// a 418 ("I'm not your guy", as the seed says), anything else a 404.
+    pub fn segments(&self, role: &str, other: &str) -> Result<Vec<&str>, ApiError> {
+        if self.api_path(other).is_some() {
+            return Err(ApiError::WrongRole);
+        }
+        self.api_path(role)
+            .ok_or_else(|| ApiError::NotFound(format!("no such path: {}", self.path)))
     }
 
     /// The first value of query parameter `name`, percent-decoded.
@@ -252,14 +263,13 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `bind` and starts `workers` threads that answer with `handler`.
+    /// Binds `config.bind` and starts `config.workers` threads that answer with `handler`.
     pub fn start(
-        bind: SocketAddr,
-        workers: usize,
-        max_body: u64,
+        config: &HttpConfig,
         handler: Arc<Handler>,
         shutdown: Shutdown,
     ) -> Result<HttpServer, Error> {
+        let (bind, max_body) = (config.bind, config.max_body);
         let server = Server::http(bind).map_err(|e| {
             Error::io(
                 format!("cannot listen on {bind}"),
@@ -271,7 +281,7 @@ impl HttpServer {
             .to_ip()
             .ok_or_else(|| Error::io("bound address", io::Error::other("not an IP address")))?;
         let server = Arc::new(server);
-        let workers = (0..workers)
+        let workers = (0..config.workers)
             .map(|n| {
                 let (server, handler, shutdown) =
                     (server.clone(), handler.clone(), shutdown.clone());
@@ -419,14 +429,12 @@ mod server_tests {
             Ok(Reply::data(200, "ok", &"fine"))
         });
         // One worker: if the panic killed it, the second request would never be answered.
-        let server = HttpServer::start(
-            "127.0.0.1:0".parse().unwrap(),
-            1,
-            1024,
-            handler,
-            shutdown.clone(),
-        )
-        .unwrap();
+        let config = HttpConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            max_body: 1024,
+        };
+        let server = HttpServer::start(&config, handler, shutdown.clone()).unwrap();
         let agent = crate::client::agent(Duration::from_secs(5));
         let url = |path: &str| format!("http://{}{path}", server.addr);
         let status = |path: &str| agent.get(&url(path)).call().unwrap().status().as_u16();

@@ -44,15 +44,7 @@ impl NodeService {
     }
 
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
-        if request.api_path("supernode").is_some() {
-            return Err(ApiError::WrongRole);
-        }
-        let Some(segments) = request.api_path("node") else {
-            return Err(ApiError::NotFound(format!(
-                "no such path: {}",
-                request.path
-            )));
-        };
+        let segments = request.segments("node", "supernode")?;
         match segments[..] {
             ["health"] => {
                 request.expect(Method::Get)?;
@@ -176,9 +168,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
 
     let shutdown = Shutdown::new();
     let http = HttpServer::start(
-        config.http.bind,
-        config.http.workers,
-        config.http.max_body,
+        &config.http,
         Arc::new(move |request: &Request| service.route(request)),
         shutdown.clone(),
     )?;

@@ -54,15 +54,7 @@ const ENTITY: &str = "node_resource_location";
 
 impl SupernodeService {
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
-        if request.api_path("node").is_some() {
-            return Err(ApiError::WrongRole);
-        }
-        let Some(segments) = request.api_path("supernode") else {
-            return Err(ApiError::NotFound(format!(
-                "no such path: {}",
-                request.path
-            )));
-        };
+        let segments = request.segments("supernode", "node")?;
         match (&segments[..], request.method) {
             (["register"], Method::Post) => self.register(request),
             (["search"], Method::Get) => self.search_many(request),
@@ -197,9 +189,7 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         liveness,
     };
     let http = HttpServer::start(
-        config.http.bind,
-        config.http.workers,
-        config.http.max_body,
+        &config.http,
         Arc::new(move |request: &Request| service.route(request)),
         shutdown.clone(),
     )?;
