@@ -1,32 +1,112 @@
 //! The supernode's state: which registered node holds which resource.
 //!
-//! Two maps kept in step: node location -> its entry (name, ids, missed checks), and resource
-//! id -> its holders. A registration replaces the node's earlier list; removing a node removes
-//! its holdings and nothing else. Each registration gets a new generation number, so a liveness
-//! sweep that started before a node registered again cannot remove the fresh registration.
+//! Built to hold millions of entries in little memory, since every lookup and every multicast
+//! answer reads it:
+//!
+//! - `entries`: one dense 48-byte [`Entry`] per resource id: the id, its first holder inline,
+//!   further holders (rare: the same content on several nodes) boxed aside. Freed slots are
+//!   reused, so a slot number stays valid while its resource is known.
+//! - `table`: a hash table of slot numbers (5 bytes a bucket), hashed by the slot's id.
+//! - per node: its location, name, the slots it holds and their names in one text arena.
+//!
+//! A registration replaces the node's earlier list; removing a node removes its holdings and
+//! nothing else. Each registration gets a new generation number, so a liveness sweep that
+//! started before a node registered again cannot remove the fresh registration.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use serde::Serialize;
 
 use crate::id::ResourceId;
 
-/// A node's registered state.
+/// One node holding one resource: the node's slot, and the resource's place in its lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Holding {
+    node: u32,
+    item: u32,
+}
+
+/// Marks a free entry slot (its `first.node`).
+const FREE: u32 = u32::MAX;
+
 #[derive(Debug)]
-struct NodeEntry {
+struct Entry {
+    id: ResourceId,
+    first: Holding,
+    // Boxed on purpose: 8 bytes in every entry instead of a Vec's 24, for a list most
+    // resources never need.
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<Holding>>>,
+}
+
+impl Entry {
+    fn holders(&self) -> impl Iterator<Item = Holding> + '_ {
+        std::iter::once(self.first).chain(self.more.iter().flat_map(|more| more.iter().copied()))
+    }
+
+    fn add(&mut self, holding: Holding) {
+        self.more.get_or_insert_with(Default::default).push(holding);
+    }
+
+    /// Removes `node`'s holding; returns `true` when nobody holds the resource any more.
+    fn remove(&mut self, node: u32) -> bool {
+        if self.first.node == node {
+            match self.more.as_mut() {
+                Some(more) if !more.is_empty() => self.first = more.remove(0),
+                _ => self.first.node = FREE,
+            }
+        } else if let Some(more) = self.more.as_mut() {
+            more.retain(|h| h.node != node);
+        }
+        if self.more.as_ref().is_some_and(|more| more.is_empty()) {
+            self.more = None;
+        }
+        self.first.node == FREE
+    }
+}
+
+/// A registered node.
+#[derive(Debug)]
+struct Node {
+    location: Arc<str>,
     name: String,
-    ids: Vec<ResourceId>,
+    /// The entry slot of each resource it holds; `names` has their names in the same order.
+    items: Vec<u32>,
+    names: Names,
     misses: u32,
     generation: u64,
 }
 
-/// One node holding one resource, under the name it gave.
-#[derive(Debug)]
-struct Holder {
-    location: Arc<str>,
-    name: Box<str>,
+/// Many short strings in one allocation.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    fn get(&self, item: u32) -> &str {
+        let item = item as usize;
+        let start = if item == 0 {
+            0
+        } else {
+            self.ends[item - 1] as usize
+        };
+        &self.text[start..self.ends[item] as usize]
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
 }
 
 /// The answer to a local look-up.
@@ -56,8 +136,13 @@ pub struct Registration {
 
 #[derive(Debug, Default)]
 pub struct Index {
-    nodes: HashMap<Arc<str>, NodeEntry>,
-    resources: HashMap<ResourceId, Vec<Holder>>,
+    hasher: RandomState,
+    table: HashTable<u32>,
+    entries: Vec<Entry>,
+    free_entries: Vec<u32>,
+    nodes: Vec<Option<Node>>,
+    free_nodes: Vec<u32>,
+    by_location: HashMap<Arc<str>, u32>,
     next_generation: u64,
 }
 
@@ -66,81 +151,151 @@ impl Index {
         Index::default()
     }
 
+    fn slot_of(&self, id: &ResourceId) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.table
+            .find(hash, |&slot| self.entries[slot as usize].id == *id)
+            .copied()
+    }
+
+    fn node(&self, slot: u32) -> &Node {
+        self.nodes[slot as usize]
+            .as_ref()
+            .expect("holdings point at registered nodes")
+    }
+
     /// Registers `location` with its resources, replacing what it registered before. Returns
     /// `true` when it was registered already.
-    pub fn register(
+    pub fn register<S: AsRef<str>>(
         &mut self,
         location: &str,
         name: String,
-        resources: impl IntoIterator<Item = (ResourceId, String)>,
+        resources: impl IntoIterator<Item = (ResourceId, S)>,
     ) -> bool {
         let again = self.remove_node(location).is_some();
-        let location: Arc<str> = location.into();
-        let mut ids = Vec::new();
-        for (id, resource_name) in resources {
-            let holders = self.resources.entry(id).or_default();
-            // The same content twice in one node is one holding.
-            if holders.iter().all(|h| h.location != location) {
-                holders.push(Holder {
-                    location: location.clone(),
-                    name: resource_name.into(),
-                });
-                ids.push(id);
+        let node_slot = match self.free_nodes.pop() {
+            Some(slot) => slot,
+            None => {
+                self.nodes.push(None);
+                (self.nodes.len() - 1) as u32
             }
+        };
+        let mut items = Vec::new();
+        let mut names = Names::default();
+        let Index {
+            hasher,
+            table,
+            entries,
+            free_entries,
+            ..
+        } = self;
+        for (id, resource_name) in resources {
+            let holding = Holding {
+                node: node_slot,
+                item: items.len() as u32,
+            };
+            let hash = hasher.hash_one(id);
+            let slot = match table.find(hash, |&slot| entries[slot as usize].id == id) {
+                Some(&slot) => {
+                    let entry = &mut entries[slot as usize];
+                    // The same content twice in one node is one holding.
+                    if entry.holders().any(|h| h.node == node_slot) {
+                        continue;
+                    }
+                    entry.add(holding);
+                    slot
+                }
+                None => {
+                    let entry = Entry {
+                        id,
+                        first: holding,
+                        more: None,
+                    };
+                    let slot = match free_entries.pop() {
+                        Some(slot) => {
+                            entries[slot as usize] = entry;
+                            slot
+                        }
+                        None => {
+                            entries.push(entry);
+                            (entries.len() - 1) as u32
+                        }
+                    };
+                    table.insert_unique(hash, slot, |&s| hasher.hash_one(entries[s as usize].id));
+                    slot
+                }
+            };
+            items.push(slot);
+            names.push(resource_name.as_ref());
         }
-        ids.shrink_to_fit();
+        items.shrink_to_fit();
+        names.shrink_to_fit();
         self.next_generation += 1;
-        let entry = NodeEntry {
+        let location: Arc<str> = location.into();
+        self.by_location.insert(location.clone(), node_slot);
+        self.nodes[node_slot as usize] = Some(Node {
+            location,
             name,
-            ids,
+            items,
+            names,
             misses: 0,
             generation: self.next_generation,
-        };
-        self.nodes.insert(location, entry);
+        });
         again
     }
 
     /// Removes a node and its holdings; returns how many resources it held.
     pub fn remove_node(&mut self, location: &str) -> Option<usize> {
-        let entry = self.nodes.remove(location)?;
-        for id in &entry.ids {
-            if let Entry::Occupied(mut holders) = self.resources.entry(*id) {
-                holders.get_mut().retain(|h| &*h.location != location);
-                if holders.get().is_empty() {
-                    holders.remove();
+        let node_slot = self.by_location.remove(location)?;
+        let node = self.nodes[node_slot as usize].take()?;
+        for &slot in &node.items {
+            let entry = &mut self.entries[slot as usize];
+            if entry.remove(node_slot) {
+                let hash = self.hasher.hash_one(entry.id);
+                if let Ok(found) = self.table.find_entry(hash, |&s| s == slot) {
+                    found.remove();
                 }
+                self.free_entries.push(slot);
             }
         }
-        Some(entry.ids.len())
+        self.free_nodes.push(node_slot);
+        Some(node.items.len())
     }
 
     pub fn lookup(&self, id: &ResourceId) -> Option<FileInfo> {
-        let holders = self.resources.get(id)?;
-        let first = holders.first()?;
+        let entry = &self.entries[self.slot_of(id)? as usize];
+        let first = self.node(entry.first.node);
         Some(FileInfo {
-            name: Some(first.name.to_string()),
+            name: Some(first.names.get(entry.first.item).to_string()),
             location: first.location.to_string(),
-            locations: holders.iter().map(|h| h.location.to_string()).collect(),
+            locations: entry
+                .holders()
+                .map(|h| self.node(h.node).location.to_string())
+                .collect(),
         })
     }
 
     /// One holder of `id`, for a multicast answer.
     pub fn first_location(&self, id: &ResourceId) -> Option<Arc<str>> {
-        Some(self.resources.get(id)?.first()?.location.clone())
+        let entry = &self.entries[self.slot_of(id)? as usize];
+        Some(self.node(entry.first.node).location.clone())
     }
 
     pub fn is_registered(&self, location: &str) -> bool {
-        self.nodes.contains_key(location)
+        self.by_location.contains_key(location)
+    }
+
+    fn registered(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().flatten()
     }
 
     /// The registered nodes, sorted by location.
     pub fn nodes(&self) -> Vec<NodeInfo> {
         let mut nodes: Vec<NodeInfo> = self
-            .nodes
-            .iter()
-            .map(|(location, entry)| NodeInfo {
-                name: entry.name.clone(),
-                location: location.to_string(),
+            .registered()
+            .map(|node| NodeInfo {
+                name: node.name.clone(),
+                location: node.location.to_string(),
             })
             .collect();
         nodes.sort_by(|a, b| a.location.cmp(&b.location));
@@ -148,20 +303,19 @@ impl Index {
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.by_location.len()
     }
 
     pub fn resource_count(&self) -> usize {
-        self.resources.len()
+        self.table.len()
     }
 
     /// The nodes to check in a sweep.
     pub fn registrations(&self) -> Vec<Registration> {
-        self.nodes
-            .iter()
-            .map(|(location, entry)| Registration {
-                location: location.clone(),
-                generation: entry.generation,
+        self.registered()
+            .map(|node| Registration {
+                location: node.location.clone(),
+                generation: node.generation,
             })
             .collect()
     }
@@ -175,16 +329,17 @@ impl Index {
         alive: bool,
         max_misses: u32,
     ) -> Option<usize> {
-        let entry = self.nodes.get_mut(&checked.location)?;
-        if entry.generation != checked.generation {
+        let slot = *self.by_location.get(&checked.location)?;
+        let node = self.nodes[slot as usize].as_mut()?;
+        if node.generation != checked.generation {
             return None;
         }
         if alive {
-            entry.misses = 0;
+            node.misses = 0;
             return None;
         }
-        entry.misses += 1;
-        if entry.misses < max_misses {
+        node.misses += 1;
+        if node.misses < max_misses {
             return None;
         }
         self.remove_node(&checked.location)
@@ -249,5 +404,38 @@ mod tests {
             "stale sweep result"
         );
         assert!(index.is_registered("a:1"));
+    }
+
+    #[test]
+    fn slots_are_reused_and_stay_consistent() {
+        let mut index = Index::new();
+        for round in 0..5u8 {
+            for node in 0..4u8 {
+                let ids: Vec<u8> = (0..50u8)
+                    .map(|i| i.wrapping_mul(node + 1).wrapping_add(round))
+                    .collect();
+                index.register(&format!("n{node}:1"), format!("n{node}"), files(&ids));
+            }
+            index.remove_node("n1:1");
+            index.remove_node("n3:1");
+        }
+        // Left: n0 and n2 of the last round.
+        let expected: std::collections::BTreeSet<u8> = (0..50u8)
+            .flat_map(|i| [i.wrapping_add(4), i.wrapping_mul(3).wrapping_add(4)])
+            .collect();
+        assert_eq!(index.resource_count(), expected.len());
+        for n in 0..=255u8 {
+            let found = index.lookup(&id(n));
+            assert_eq!(found.is_some(), expected.contains(&n), "id {n}");
+            if let Some(info) = found {
+                assert_eq!(info.name, Some(format!("file{n}")));
+                assert!(info.locations.iter().all(|l| l == "n0:1" || l == "n2:1"));
+            }
+        }
+        assert!(
+            index.entries.len() <= 200,
+            "slots are reused: {}",
+            index.entries.len()
+        );
     }
 }
