@@ -5,7 +5,7 @@
 //! without a socket. A panicking handler becomes a 500 and its worker lives on.
 
 use std::fs::File;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use serde::Serialize;
-use tiny_http::{Header, Method as TinyMethod, Response, Server, StatusCode};
+use tiny_http::{Method as TinyMethod, Server};
 
 use crate::config::HttpConfig;
 use crate::error::{ApiError, Error};
@@ -204,34 +204,85 @@ impl Reply {
         }
     }
 
-    fn into_response(self) -> Response<Box<dyn Read + Send>> {
-        let (content_type, reader, length): (&str, Box<dyn Read + Send>, usize) = match self.body {
-            Body::Empty => ("application/json", Box::new(io::empty()), 0),
+    /// Writes the reply on the request's connection.
+    ///
+    /// We write the response ourselves rather than through `tiny_http::Response`, which copies
+    /// every body through an 8 KiB buffer (a 1 MB listing took 120 system calls; now the
+    /// header and the body take two) and writes `418 Unknown` for the seed's 418. tiny_http
+    /// still parses requests and decides whether the connection stays open.
+    fn send(self, raw: tiny_http::Request) -> io::Result<()> {
+        let version = raw.http_version().clone();
+        let head_only = *raw.method() == TinyMethod::Head;
+        let (content_type, length) = match &self.body {
+            Body::Empty => (None, 0),
+            Body::Json(bytes) => (Some("application/json"), bytes.len() as u64),
+            Body::SharedJson(bytes) => (Some("application/json"), bytes.len() as u64),
+            Body::File(_, len) => (Some("application/octet-stream"), *len),
+        };
+        let mut out = Vec::with_capacity(256);
+        let _ = write!(
+            out,
+            "HTTP/{}.{} {} {}\r\nServer: superpeer\r\nDate: {}\r\nContent-Length: {length}\r\n",
+            version.0,
+            version.1,
+            self.status,
+            reason_phrase(self.status),
+            http_date(),
+        );
+        if let Some(content_type) = content_type {
+            let _ = write!(out, "Content-Type: {content_type}\r\n");
+        }
+        if let Some(location) = &self.location {
+            let _ = write!(out, "Location: {location}\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+
+        let mut writer = raw.into_writer();
+        match self.body {
+            _ if head_only => writer.write_all(&out)?,
+            Body::Empty => writer.write_all(&out)?,
             Body::Json(bytes) => {
-                let len = bytes.len();
-                ("application/json", Box::new(Cursor::new(bytes)), len)
+                out.extend_from_slice(&bytes);
+                writer.write_all(&out)?;
             }
             Body::SharedJson(bytes) => {
-                let len = bytes.len();
-                ("application/json", Box::new(Cursor::new(bytes)), len)
+                writer.write_all(&out)?;
+                writer.write_all(&bytes)?;
             }
-            Body::File(file, len) => (
-                "application/octet-stream",
-                Box::new(file.take(len)),
-                usize::try_from(len).unwrap_or(usize::MAX),
-            ),
-        };
-        let mut headers = vec![header("Content-Type", content_type)];
-        if let Some(location) = &self.location {
-            headers.push(header("Location", location));
+            Body::File(file, len) => {
+                writer.write_all(&out)?;
+                let mut file = file.take(len);
+                let mut chunk = vec![0u8; 256 << 10];
+                loop {
+                    match file.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => writer.write_all(&chunk[..n])?,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         }
-        Response::new(StatusCode(self.status), headers, reader, Some(length), None)
+        writer.flush()
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
-        Header::from_bytes(name.as_bytes(), &b""[..]).expect("valid header name")
+/// The `Date` header's value, formatted once a second per thread.
+fn http_date() -> String {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        text.clone()
     })
 }
 
@@ -335,7 +386,7 @@ fn answer(mut raw: tiny_http::Request, handler: &Handler, max_body: u64) {
         Err(error) => Reply::error(&error),
     };
     // The client may be gone; there is nobody left to tell.
-    let _ = raw.respond(reply.into_response());
+    let _ = reply.send(raw);
 }
 
 /// How much of an oversized body is read and dropped before the 413, so that the connection

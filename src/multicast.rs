@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ const PING_PERIOD: Duration = Duration::from_secs(5);
 const PEER_TTL: Duration = Duration::from_secs(16);
 /// The longest the socket thread sleeps before looking at the stop flag again.
 const MAX_IDLE: Duration = Duration::from_millis(250);
+/// Send failures are logged at most once per this period.
+const FAILURE_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
 /// How a remote search ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +85,8 @@ struct Inner {
     retry: Duration,
     index: Arc<RwLock<Index>>,
     next_tag: AtomicU64,
-    send_failing: AtomicBool,
+    send_failures: AtomicU64,
+    failures_reported: Mutex<Option<Instant>>,
     state: Mutex<State>,
 }
 
@@ -119,7 +122,8 @@ impl Multicast {
             retry: config.search_retry,
             index,
             next_tag: AtomicU64::new(PING_TAG + 1),
-            send_failing: AtomicBool::new(false),
+            send_failures: AtomicU64::new(0),
+            failures_reported: Mutex::new(None),
             state: Mutex::new(State::default()),
         });
         let thread_inner = inner.clone();
@@ -166,16 +170,20 @@ impl Inner {
     }
 
     fn send(&self, message: &Message) {
-        match self.socket.send_to(&message.encode(), self.group) {
-            Ok(_) => {
-                if self.send_failing.swap(false, Ordering::Relaxed) {
-                    log::info!("multicast: sending to {} works again", self.group);
-                }
-            }
-            Err(e) => {
-                if !self.send_failing.swap(true, Ordering::Relaxed) {
-                    log::warn!("multicast: cannot send to {}: {e}", self.group);
-                }
+        if let Err(e) = self.socket.send_to(&message.encode(), self.group) {
+            // Counted, and reported at most every 10 s: a lossy or cut link fails many sends.
+            let failed = self.send_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut reported = self
+                .failures_reported
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if reported.is_none_or(|at| at.elapsed() >= FAILURE_REPORT_PERIOD) {
+                log::warn!(
+                    "multicast: {failed} send(s) to {} failed since the last report: {e}",
+                    self.group
+                );
+                self.send_failures.store(0, Ordering::Relaxed);
+                *reported = Some(Instant::now());
             }
         }
     }

@@ -139,3 +139,48 @@ fn a_node_skips_unreadable_files_and_serves_the_rest() {
     assert_eq!(node.get("/api/node/health").status, 200);
     node.wait_log("cannot be read", Duration::from_secs(5));
 }
+
+#[test]
+fn keep_alive_connections_serve_request_after_request() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let stream = std::net::TcpStream::connect(supernode.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    // Each answer is read by its Content-Length: a wrong length would break the next one.
+    let mut exchange = |request: &str| -> (String, Vec<u8>) {
+        writer.write_all(request.as_bytes()).unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status.trim_end().to_string(), body)
+    };
+    let get = "GET /api/supernode/alive HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (status, body) = exchange(get);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        body.starts_with(b"{\"data\":[]"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _) = exchange("GET /api/node/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 418 I'm a teapot");
+    let (status, body) = exchange(get);
+    assert_eq!((status.as_str(), body.len()), ("HTTP/1.1 200 OK", 27));
+}
