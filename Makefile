@@ -105,7 +105,7 @@ dist:
 
 # The seed's three hosts as network namespaces on this machine (root; nothing leaves it).
 lab: dist
-	cd '$(ROOT)' && bash scripts/lab.sh up
+	cd '$(ROOT)' && LAB_BIN='$(ROOT)/dist/superpeer' bash scripts/lab.sh up
 
 # Stop the lab: every process and namespace it made.
 lab-down:
@@ -113,7 +113,7 @@ lab-down:
 
 # The seed's demonstration across the lab's hosts, then the fault drills.
 lab-test: dist
-	cd '$(ROOT)' && bash scripts/lab.sh test
+	cd '$(ROOT)' && LAB_BIN='$(ROOT)/dist/superpeer' bash scripts/lab.sh test
 
 # Every benchmark, against references measured in the same run: bench/results.md.
 bench:
