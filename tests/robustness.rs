@@ -184,3 +184,44 @@ fn keep_alive_connections_serve_request_after_request() {
     let (status, body) = exchange(get);
     assert_eq!((status.as_str(), body.len()), ("HTTP/1.1 200 OK", 27));
 }
+
+#[test]
+fn a_burst_of_new_keep_alive_connections_is_served_at_once() {
+    use std::io::{Read, Write};
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    // Connections that stay open, as clients' pools keep them: each must be answered while all
+    // the others stay connected (a connection left waiting until another closes would hang).
+    let clients = 64;
+    let barrier = std::sync::Barrier::new(clients);
+    let answered: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let barrier = &barrier;
+                let addr = supernode.addr;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    stream
+                        .write_all(b"GET /api/supernode/alive HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .unwrap();
+                    let mut first = [0u8; 12];
+                    let answered =
+                        stream.read_exact(&mut first).is_ok() && &first == b"HTTP/1.1 200";
+                    // Hold the connection until every client has had its answer (or given up).
+                    barrier.wait();
+                    answered
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let unanswered = answered.iter().filter(|a| !**a).count();
+    assert_eq!(
+        unanswered, 0,
+        "{unanswered} of {clients} new connections got no answer within 5 s"
+    );
+}
