@@ -45,14 +45,8 @@ BUDGET_SECONDS=${BENCH_BUDGET_SECONDS:-540}
 # Liveness period of the supernodes that hold fake registrations (nothing listens there).
 NO_SWEEP_MS=3600000
 
-# Only what this script sets reaches the instances: no key from the caller's environment, no
-# proxy between the tools and 127.0.0.1.
-unset LHOST LPORT IS_SUPERNODE HTTP_WORKERS MAX_BODY_BYTES LOG_LEVEL \
-    MULTICAST_LOCATION MULTICAST_GROUP_SIZE MULTICAST_INTERFACE MULTICAST_TTL \
-    SEARCH_TIMEOUT_MS SEARCH_RETRY_MS LIVENESS_PERIOD_MS LIVENESS_MISSES \
-    HEALTH_TIMEOUT_MS HEALTH_CONCURRENCY SUPERNODE_ENDPOINT RESOURCE_PATH NODE_NAME \
-    NODE_LOCATION HEARTBEAT_MS REGISTER_RETRY_MAX_MS SUPERNODE_TIMEOUT_MS \
-    http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+# shellcheck source=scripts/clean-env.sh
+source "$ROOT/scripts/clean-env.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Processes: every one this script starts is recorded by PID and stopped by PID.

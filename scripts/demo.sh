@@ -24,14 +24,8 @@ S1="http://$HOST:5000/api/supernode"
 N1="http://$HOST:8000/api/node"
 N2="http://$HOST:8001/api/node"
 
-# The .env files decide: no configuration key from the caller's environment, and no HTTP
-# proxy between the instances or for curl (everything stays on 127.0.0.1).
-unset LHOST LPORT IS_SUPERNODE HTTP_WORKERS MAX_BODY_BYTES LOG_LEVEL \
-    MULTICAST_LOCATION MULTICAST_GROUP_SIZE MULTICAST_INTERFACE MULTICAST_TTL \
-    SEARCH_TIMEOUT_MS SEARCH_RETRY_MS LIVENESS_PERIOD_MS LIVENESS_MISSES \
-    HEALTH_TIMEOUT_MS HEALTH_CONCURRENCY SUPERNODE_ENDPOINT RESOURCE_PATH NODE_NAME \
-    NODE_LOCATION HEARTBEAT_MS REGISTER_RETRY_MAX_MS SUPERNODE_TIMEOUT_MS \
-    http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+# shellcheck source=scripts/clean-env.sh
+source scripts/clean-env.sh
 
 die() {
     echo "demo: $*" >&2
