@@ -5,8 +5,8 @@
 //! along the list when one cannot be reached), then sends heartbeats; a 404 to a heartbeat
 //! means the supernode forgot the node (it restarted, or removed it), so it registers again.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -182,12 +182,45 @@ fn parse_answer<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError
 /// How the node keeps itself registered.
 pub struct Registrar {
     pub upstream: Arc<Upstream>,
-    /// The registration body, serialised once.
-    pub body: Arc<[u8]>,
+    pub announcement: Arc<Announcement>,
     pub location: String,
-    pub resources: usize,
     pub heartbeat: Duration,
     pub retry_max: Duration,
+}
+
+/// What the node registers: its registration body, serialised once, replaced when a rescan
+/// finds its files changed (the node then registers again at its next heartbeat).
+pub struct Announcement {
+    current: Mutex<(Arc<[u8]>, usize)>,
+    changed: AtomicBool,
+}
+
+impl Announcement {
+    pub fn new(body: Vec<u8>, resources: usize) -> Announcement {
+        Announcement {
+            current: Mutex::new((body.into(), resources)),
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// Replaces the body; the node registers it at its next heartbeat.
+    pub fn replace(&self, body: Vec<u8>, resources: usize) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = (body.into(), resources);
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The body to register and how many resources it lists.
+    fn take(&self) -> (Arc<[u8]>, usize) {
+        self.changed.store(false, Ordering::Release);
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire)
+    }
 }
 
 impl Registrar {
@@ -205,12 +238,12 @@ impl Registrar {
             let mut attempts = 0u32;
             loop {
                 let endpoint = self.upstream.current().to_string();
-                match self.upstream.post("/register", &self.body) {
+                let (body, resources) = self.announcement.take();
+                match self.upstream.post("/register", &body) {
                     Ok(204 | 200) => {
                         log::info!(
-                            "registered {} with {endpoint} ({} resources)",
-                            self.location,
-                            self.resources
+                            "registered {} with {endpoint} ({resources} resources)",
+                            self.location
                         );
                         break;
                     }
@@ -238,6 +271,9 @@ impl Registrar {
 
             let mut failures = 0;
             while !shutdown.sleep(self.heartbeat) {
+                if self.announcement.changed() {
+                    continue 'register;
+                }
                 let endpoint = self.upstream.current().to_string();
                 let beat = format!(
                     r#"{{"location":{}}}"#,

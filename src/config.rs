@@ -204,6 +204,8 @@ pub struct NodeConfig {
     pub register_retry_max: Duration,
     /// `SUPERNODE_TIMEOUT_MS`: how long a request to the supernode may take.
     pub supernode_timeout: Duration,
+    /// `RESCAN_MS`: how often the folder is looked at again for changed files; 0 = never.
+    pub rescan: Duration,
 }
 
 /// A validated configuration for one instance.
@@ -344,6 +346,7 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         heartbeat: settings.millis("HEARTBEAT_MS", 5000, 10)?,
         register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10)?,
         supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1)?,
+        rescan: settings.millis("RESCAN_MS", 10_000, 0)?,
         http,
     })
 }

@@ -1,14 +1,19 @@
 //! The node: serves its own resources, and sends the rest of the world to their holders.
 //!
 //! A resource held here is answered from the catalog; any other id is asked of the supernode,
-//! and the answer is a 302 to the holder, so `curl -L` reaches the bytes from any node.
+//! and the answer is a 302 to the holder, so `curl -L` reaches the bytes from any node. The
+//! folder is scanned again every `RESCAN_MS`: a changed catalog replaces the old one and is
+//! registered again.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::client::{Registrar, Upstream};
+use crate::client::{Announcement, Registrar, Upstream};
 use crate::config::NodeConfig;
 use crate::error::{ApiError, Error};
 use crate::http::{Body, HttpServer, Method, Reply, Request};
@@ -20,7 +25,7 @@ use crate::{Instance, parse_id, parse_id_list};
 
 /// What the node's handlers need.
 pub struct NodeService {
-    catalog: Arc<Catalog>,
+    catalog: RwLock<Arc<Catalog>>,
     upstream: Arc<Upstream>,
 }
 
@@ -40,7 +45,22 @@ enum Found<'a> {
 
 impl NodeService {
     pub fn new(catalog: Arc<Catalog>, upstream: Arc<Upstream>) -> NodeService {
-        NodeService { catalog, upstream }
+        NodeService {
+            catalog: RwLock::new(catalog),
+            upstream,
+        }
+    }
+
+    /// The current catalog (a request keeps the one it started with).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace_catalog(&self, catalog: Arc<Catalog>) {
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = catalog;
     }
 
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
@@ -54,7 +74,7 @@ impl NodeService {
                 request.expect(Method::Get)?;
                 Ok(Reply {
                     status: 200,
-                    body: Body::SharedJson(self.catalog.listing()),
+                    body: Body::SharedJson(self.catalog().listing()),
                     location: None,
                 })
             }
@@ -79,7 +99,7 @@ impl NodeService {
 
     /// The resource's info, or a 302 to the holder's URL for it (`suffix` picks which URL).
     fn resource(&self, id: ResourceId, suffix: &str) -> Result<Reply, ApiError> {
-        if let Some(resource) = self.catalog.get(&id) {
+        if let Some(resource) = self.catalog().get(&id) {
             return Ok(Reply::data(200, "resource", &resource.info()));
         }
         let info = self
@@ -91,7 +111,8 @@ impl NodeService {
     }
 
     fn content(&self, id: ResourceId) -> Result<Reply, ApiError> {
-        let Some(resource) = self.catalog.get(&id) else {
+        let catalog = self.catalog();
+        let Some(resource) = catalog.get(&id) else {
             return self.resource(id, "/content");
         };
         // The path comes from the catalog, never from the request.
@@ -117,10 +138,11 @@ impl NodeService {
     /// Local ids from the catalog, the rest from the supernode in one request.
     fn find(&self, request: &Request) -> Result<Reply, ApiError> {
         let ids = parse_id_list(request)?;
+        let catalog = self.catalog();
         let missing: Vec<ResourceId> = ids
             .iter()
             .copied()
-            .filter(|id| self.catalog.get(id).is_none())
+            .filter(|id| catalog.get(id).is_none())
             .collect();
         let mut remote: Vec<Option<FileInfo>> = vec![None; ids.len()];
         for entry in self.upstream.search_many(&missing)? {
@@ -131,7 +153,7 @@ impl NodeService {
         let found: Vec<Found> = ids
             .iter()
             .zip(remote)
-            .filter_map(|(&id, remote)| match self.catalog.get(&id) {
+            .filter_map(|(&id, remote)| match catalog.get(&id) {
                 Some(resource) => Some(Found::Local(resource.info())),
                 None => remote.map(|info| Found::Remote(Remote { id, info })),
             })
@@ -144,19 +166,13 @@ impl NodeService {
 pub fn start(config: NodeConfig) -> Result<Instance, Error> {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let catalog = resources::scan(&config.resource_path, threads).map_err(|e| {
-        Error::io(
-            format!(
-                "cannot read RESOURCE_PATH {}",
-                config.resource_path.display()
-            ),
-            e,
-        )
-    })?;
+    let folder = config.resource_path.clone();
+    let catalog = resources::scan(&folder, threads, None)
+        .map_err(|e| Error::io(format!("cannot read RESOURCE_PATH {}", folder.display()), e))?;
     log::info!(
         "hashed {} resources in {} in {:.1?}",
         catalog.len(),
-        config.resource_path.display(),
+        folder.display(),
         started.elapsed()
     );
     let catalog = Arc::new(catalog);
@@ -164,12 +180,13 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         config.supernodes.clone(),
         config.supernode_timeout,
     ));
-    let service = NodeService::new(catalog.clone(), upstream.clone());
+    let service = Arc::new(NodeService::new(catalog.clone(), upstream.clone()));
 
     let shutdown = Shutdown::new();
+    let handler = service.clone();
     let http = HttpServer::start(
         &config.http,
-        Arc::new(move |request: &Request| service.route(request)),
+        Arc::new(move |request: &Request| handler.route(request)),
         shutdown.clone(),
     )?;
     let location = match &config.location {
@@ -192,16 +209,87 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         .name
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let announcement = Arc::new(Announcement::new(
+        registration_body(&name, &location, &catalog),
+        catalog.len(),
+    ));
+    let mut threads = Vec::new();
+    if !config.rescan.is_zero() {
+        let rescan = Rescan {
+            service,
+            folder,
+            threads: 1,
+            period: config.rescan,
+            name,
+            location: location.clone(),
+        };
+        threads.push(rescan.spawn(announcement.clone(), shutdown.clone())?);
+    }
     let registrar = Registrar {
         upstream,
-        body: registration_body(&name, &location, &catalog).into(),
+        announcement,
         location,
-        resources: catalog.len(),
         heartbeat: config.heartbeat,
         retry_max: config.register_retry_max,
     };
-    let threads = vec![registrar.spawn(shutdown.clone())?];
+    threads.push(registrar.spawn(shutdown.clone())?);
     Ok(Instance::new(http, shutdown, threads))
+}
+
+/// Looks at the folder every period; a change replaces the catalog and the registration.
+struct Rescan {
+    service: Arc<NodeService>,
+    folder: PathBuf,
+    /// One hashing thread: a rescan should not take every core from the requests.
+    threads: usize,
+    period: Duration,
+    name: String,
+    location: String,
+}
+
+impl Rescan {
+    fn spawn(
+        self,
+        announcement: Arc<Announcement>,
+        shutdown: Shutdown,
+    ) -> Result<JoinHandle<()>, Error> {
+        thread::Builder::new()
+            .name("rescan".into())
+            .spawn(move || {
+                while !shutdown.sleep(self.period) {
+                    self.once(&announcement);
+                }
+            })
+            .map_err(|e| Error::io("cannot start the rescan thread", e))
+    }
+
+    fn once(&self, announcement: &Announcement) {
+        let current = self.service.catalog();
+        let catalog = match resources::scan(&self.folder, self.threads, Some(&current)) {
+            Ok(catalog) => catalog,
+            Err(e) => {
+                log::warn!(
+                    "rescan: cannot read {}: {e}; keeping the last list",
+                    self.folder.display()
+                );
+                return;
+            }
+        };
+        if catalog.same_resources(&current) {
+            return;
+        }
+        log::info!(
+            "rescan: {} now holds {} resources (was {}); registering the new list",
+            self.folder.display(),
+            catalog.len(),
+            current.len()
+        );
+        announcement.replace(
+            registration_body(&self.name, &self.location, &catalog),
+            catalog.len(),
+        );
+        self.service.replace_catalog(Arc::new(catalog));
+    }
 }
 
 fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {

@@ -1,15 +1,17 @@
 //! A node's resources: the files under its folder, each named by the SHA-256 of its content.
 //!
 //! Files are hashed in parallel, one worker per core, each reading in fixed-size chunks (a
-//! file is never read whole into memory). An unreadable file is logged and skipped. The
-//! catalog is immutable once built; its JSON listing is serialised once and served as is.
+//! file is never read whole into memory). An unreadable file is logged and skipped. A catalog
+//! is immutable once built, and its JSON listing is serialised once and served as is; a rescan
+//! builds a new one, hashing again only the files whose size or modification time changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -42,6 +44,13 @@ impl Resource {
     }
 }
 
+/// A file's size and modification time: a file whose stamp did not change keeps its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
 /// Every resource of a node, by id. Files with the same content share one id; the first by
 /// name is the one served.
 #[derive(Debug)]
@@ -49,14 +58,22 @@ pub struct Catalog {
     resources: Vec<Resource>,
     by_id: HashMap<ResourceId, usize>,
     listing: Arc<[u8]>,
+    /// Every file hashed (duplicates included), for the next rescan.
+    stamps: HashMap<PathBuf, (Stamp, ResourceId)>,
+    /// Files that could not be read, so a rescan warns about each only once.
+    unreadable: HashSet<PathBuf>,
 }
 
 impl Catalog {
-    fn new(mut found: Vec<Resource>) -> Catalog {
-        found.sort_by(|a, b| a.name.cmp(&b.name));
+    fn new(mut found: Vec<(Resource, Stamp)>, unreadable: HashSet<PathBuf>) -> Catalog {
+        found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let stamps = found
+            .iter()
+            .map(|(r, stamp)| (r.path.clone(), (*stamp, r.id)))
+            .collect();
         let mut by_id = HashMap::with_capacity(found.len());
         let mut resources = Vec::with_capacity(found.len());
-        for resource in found {
+        for (resource, _) in found {
             by_id.entry(resource.id).or_insert_with(|| {
                 resources.push(resource);
                 resources.len() - 1
@@ -68,7 +85,19 @@ impl Catalog {
             resources,
             by_id,
             listing,
+            stamps,
+            unreadable,
         }
+    }
+
+    /// Whether both catalogs share the same resources under the same names.
+    pub fn same_resources(&self, other: &Catalog) -> bool {
+        self.resources.len() == other.resources.len()
+            && self
+                .resources
+                .iter()
+                .zip(&other.resources)
+                .all(|(a, b)| a.id == b.id && a.name == b.name)
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<&Resource> {
@@ -93,33 +122,40 @@ impl Catalog {
     }
 }
 
-/// Scans `folder` and hashes every file in it with up to `threads` workers. Fails only when the
-/// folder itself cannot be read.
-pub fn scan(folder: &Path, threads: usize) -> io::Result<Catalog> {
+/// Scans `folder` and hashes every file in it with up to `threads` workers; files unchanged
+/// since `previous` keep their ids without being read. Fails only when the folder itself
+/// cannot be read.
+pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Result<Catalog> {
     let mut files = Vec::new();
     walk(folder, "", &mut files)?;
     let next = AtomicUsize::new(0);
     let workers = threads.clamp(1, files.len().max(1));
-    let hashed: Vec<Resource> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Resource, Stamp), PathBuf>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut buffer = vec![0u8; 256 << 10];
+                    let mut buffer = Vec::new();
                     let mut done = Vec::new();
-                    loop {
-                        let Some((name, path)) = files.get(next.fetch_add(1, Ordering::Relaxed))
-                        else {
-                            return done;
-                        };
-                        match hash_file(path, &mut buffer) {
-                            Ok(id) => done.push(Resource {
-                                id,
-                                name: name.clone(),
-                                path: path.clone(),
-                            }),
-                            Err(e) => log::warn!("skipping {}: {e}", path.display()),
-                        }
+                    while let Some((name, path)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let known = previous.and_then(|p| p.stamps.get(path));
+                        let result = identify(path, known, &mut buffer).map(|(id, stamp)| {
+                            (
+                                Resource {
+                                    id,
+                                    name: name.clone(),
+                                    path: path.clone(),
+                                },
+                                stamp,
+                            )
+                        });
+                        done.push(result.map_err(|e| {
+                            if !previous.is_some_and(|p| p.unreadable.contains(path)) {
+                                log::warn!("skipping {}: {e}", path.display());
+                            }
+                            path.clone()
+                        }));
                     }
+                    done
                 })
             })
             .collect();
@@ -128,7 +164,39 @@ pub fn scan(folder: &Path, threads: usize) -> io::Result<Catalog> {
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    Ok(Catalog::new(hashed))
+    let mut found = Vec::with_capacity(results.len());
+    let mut unreadable = HashSet::new();
+    for result in results {
+        match result {
+            Ok(resource) => found.push(resource),
+            Err(path) => {
+                unreadable.insert(path);
+            }
+        }
+    }
+    Ok(Catalog::new(found, unreadable))
+}
+
+/// A file's id and stamp; the id is taken from `known` when the stamp has not changed.
+fn identify(
+    path: &Path,
+    known: Option<&(Stamp, ResourceId)>,
+    buffer: &mut Vec<u8>,
+) -> io::Result<(ResourceId, Stamp)> {
+    let metadata = std::fs::metadata(path)?;
+    let stamp = Stamp {
+        len: metadata.len(),
+        modified: metadata.modified().ok(),
+    };
+    if let Some(&(known_stamp, id)) = known
+        && known_stamp == stamp
+    {
+        return Ok((id, stamp));
+    }
+    if buffer.is_empty() {
+        buffer.resize(256 << 10, 0);
+    }
+    Ok((hash_file(path, buffer)?, stamp))
 }
 
 /// The SHA-256 of a file's content, read in chunks of `buffer`'s size.
@@ -187,7 +255,7 @@ mod tests {
         std::fs::write(dir.join("empty"), b"").unwrap();
         std::fs::write(dir.join("sub/abc"), b"abc").unwrap();
         std::fs::write(dir.join(".hidden"), b"x").unwrap();
-        let catalog = scan(&dir, 2).unwrap();
+        let catalog = scan(&dir, 2, None).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
         let names: Vec<_> = catalog

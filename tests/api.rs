@@ -353,3 +353,58 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
         proc.wait_log(key, Duration::from_secs(5));
     }
 }
+
+#[test]
+fn a_node_shares_files_added_changed_and_removed_while_it_runs() {
+    let folder = Folder::with(&[
+        ("kept", b"kept\n"),
+        ("removed", b"removed soon\n"),
+        ("changed", b"old text\n"),
+    ]);
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let node = Launch::node("node", &folder.path, &[&supernode.url()])
+        .env("RESCAN_MS", "100")
+        .start();
+    wait_registered(&supernode, &[&node]);
+    let found = |content: &[u8]| {
+        supernode
+            .get(&format!("/api/supernode/search/{}", sha256(content)))
+            .status
+            == 200
+    };
+    assert!(found(b"removed soon\n") && found(b"old text\n"));
+
+    std::fs::write(folder.path.join("added"), b"added later\n").unwrap();
+    std::fs::remove_file(folder.path.join("removed")).unwrap();
+    // Longer than before, so the size alone tells the change even within one mtime tick.
+    std::fs::write(folder.path.join("changed"), b"new, longer text\n").unwrap();
+    wait_until(
+        "the supernode to learn the new list",
+        Duration::from_secs(10),
+        || {
+            found(b"added later\n")
+                && found(b"new, longer text\n")
+                && !found(b"removed soon\n")
+                && !found(b"old text\n")
+        },
+    );
+    assert!(found(b"kept\n"));
+
+    // The node serves what it now holds, and its listing says so.
+    let content = node.get(&format!(
+        "/api/node/resources/{}/content",
+        sha256(b"added later\n")
+    ));
+    assert_eq!(content.body, b"added later\n");
+    let listing = node.get("/api/node/resources").json();
+    let mut names: Vec<&str> = listing["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["added", "changed", "kept"]);
+    node.wait_log("rescan:", Duration::from_secs(5));
+}
