@@ -233,6 +233,7 @@ impl Registrar {
 
     fn run(&self, shutdown: &Shutdown) {
         let first_retry = Duration::from_millis(100).min(self.retry_max);
+        let beat = serde_json::json!({ "location": self.location }).to_string();
         'register: loop {
             let mut retry = first_retry;
             let mut attempts = 0u32;
@@ -275,10 +276,6 @@ impl Registrar {
                     continue 'register;
                 }
                 let endpoint = self.upstream.current().to_string();
-                let beat = format!(
-                    r#"{{"location":{}}}"#,
-                    serde_json::Value::from(self.location.as_str())
-                );
                 match self.upstream.post("/alive", beat.as_bytes()) {
                     Ok(204 | 200) => failures = 0,
                     Ok(404) => {

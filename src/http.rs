@@ -39,7 +39,7 @@ pub struct Request {
 
 impl Request {
     /// A request built by hand, for tests and for routing without a socket.
-    pub fn new(method: Method, url: &str, body: &[u8]) -> Request {
+    pub fn new(method: Method, url: &str, body: impl Into<Vec<u8>>) -> Request {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let trimmed = path.trim_end_matches('/');
         Request {
@@ -50,7 +50,7 @@ impl Request {
                 trimmed.into()
             },
             query: query.into(),
-            body: body.to_vec(),
+            body: body.into(),
         }
     }
 
@@ -415,7 +415,7 @@ fn read_request(raw: &mut tiny_http::Request, max_body: u64) -> Result<Request, 
         TinyMethod::Post => Method::Post,
         _ => Method::Other,
     };
-    Ok(Request::new(method, raw.url(), &body))
+    Ok(Request::new(method, raw.url(), body))
 }
 
 #[cfg(test)]
