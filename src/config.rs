@@ -158,6 +158,9 @@ pub struct HttpConfig {
     pub workers: usize,
     /// `MAX_BODY_BYTES`: the largest request body accepted (a registration with its list).
     pub max_body: u64,
+    /// `HTTP_READ_TIMEOUT_MS`: the longest wait for the next bytes from a client: a body that
+    /// stalls fails, a connection idle between requests is closed.
+    pub read_timeout: Duration,
 }
 
 /// A supernode's settings.
@@ -245,6 +248,7 @@ fn http_config(settings: &Settings) -> Result<HttpConfig, ConfigError> {
         bind: SocketAddr::new(host, port),
         workers,
         max_body: settings.parse_or("MAX_BODY_BYTES", 64 << 20)?,
+        read_timeout: settings.millis("HTTP_READ_TIMEOUT_MS", 10_000, 100)?,
     })
 }
 

@@ -321,7 +321,7 @@ impl HttpServer {
         shutdown: Shutdown,
     ) -> Result<HttpServer, Error> {
         let (bind, max_body) = (config.bind, config.max_body);
-        let server = Server::http(bind).map_err(|e| {
+        let server = Server::http_with_read_timeout(bind, config.read_timeout).map_err(|e| {
             Error::io(
                 format!("cannot listen on {bind}"),
                 io::Error::other(e.to_string()),
@@ -486,6 +486,7 @@ mod server_tests {
             bind: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             max_body: 1024,
+            read_timeout: Duration::from_secs(10),
         };
         let server = HttpServer::start(&config, handler, shutdown.clone()).unwrap();
         let agent = crate::client::agent(Duration::from_secs(5));

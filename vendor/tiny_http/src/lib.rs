@@ -235,6 +235,20 @@ impl Server {
         Self::from_listener(listener, config.ssl)
     }
 
+    /// superpeer's addition: like `http`, with a time limit on every read from a connection.
+    /// A connection idle that long between requests is closed, and a request body that stops
+    /// arriving that long fails the read, so a stalled client cannot hold a thread for ever.
+    pub fn http_with_read_timeout<A>(
+        addr: A,
+        read_timeout: Duration,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_with_timeout(listener, None, Some(read_timeout))
+    }
+
     /// Builds a new server using the specified TCP listener.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
@@ -242,6 +256,14 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_timeout(listener, ssl_config, None)
+    }
+
+    fn from_listener_with_timeout<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -293,6 +315,9 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        if read_timeout.is_some() {
+                            let _ = sock.set_read_timeout(read_timeout);
+                        }
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
