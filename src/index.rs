@@ -302,10 +302,6 @@ impl Index {
         nodes
     }
 
-    pub fn node_count(&self) -> usize {
-        self.by_location.len()
-    }
-
     pub fn resource_count(&self) -> usize {
         self.table.len()
     }

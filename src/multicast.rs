@@ -134,11 +134,6 @@ impl Multicast {
         Ok((Multicast { inner }, thread))
     }
 
-    /// This supernode's name in the group.
-    pub fn name(&self) -> &str {
-        &self.inner.me
-    }
-
     /// Asks the group for every id at once and waits for all of them, within one time-out.
     pub fn search_many(&self, ids: &[ResourceId]) -> Vec<Outcome> {
         self.inner.search_many(ids)
