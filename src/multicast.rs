@@ -407,10 +407,12 @@ impl Inner {
     }
 
     fn on_not_found(&self, sender: &Sender, id_text: &str) {
+        // A legacy peer may echo anything: an id that does not parse matches no search.
+        let id = ResourceId::parse(id_text);
         let mut state = self.state();
         let mut done = Vec::new();
         let mut count = |tag: u64, pending: &mut Pending, from: &str| {
-            if pending.id.to_string() == id_text && !pending.said_no.iter().any(|p| p == from) {
+            if Some(pending.id) == id && !pending.said_no.iter().any(|p| p == from) {
                 pending.said_no.push(from.to_string());
             }
             if pending.expected > 0 && pending.said_no.len() >= pending.expected {
