@@ -25,7 +25,7 @@ given = $(if $(filter command line override,$(origin $1)),$(strip $($1)))
 env_if = $(if $(call given,$2),$1='$(call given,$2)' )
 
 .DEFAULT_GOAL := help
-.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist lab lab-down lab-test bench clean
+.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist dist-target lab lab-down lab-test bench clean
 
 # List the targets and how to start an instance.
 help:
@@ -97,11 +97,24 @@ demo:
 	cd '$(ROOT)' && bash scripts/demo.sh
 
 # Static, stripped musl binary in dist/superpeer: runs on any x86_64 Linux, no libc needed.
-dist:
+dist: dist-target
 	cd '$(ROOT)' && $(CARGO) build --release --target $(DIST_TARGET)
 	@cd '$(ROOT)' && mkdir -p dist && cp target/$(DIST_TARGET)/release/superpeer dist/superpeer
 	@cd '$(ROOT)' && echo "dist/superpeer: $$(wc -c < dist/superpeer) bytes" && \
 	  { ! command -v file >/dev/null 2>&1 || file dist/superpeer; }
+
+# The musl target is not on a fresh machine: add it once, or say why it cannot be.
+dist-target:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  rustup target list --installed | grep -qx '$(DIST_TARGET)' || { \
+	    echo 'make dist: adding the Rust target $(DIST_TARGET) (rustup target add)'; \
+	    rustup target add '$(DIST_TARGET)' || { \
+	      echo 'make dist: cannot add $(DIST_TARGET); run `rustup target add $(DIST_TARGET)` where the Rust registry is reachable' >&2; exit 1; }; }; \
+	else \
+	  rustc --print target-libdir --target '$(DIST_TARGET)' >/dev/null 2>&1 && \
+	    test -d "$$(rustc --print target-libdir --target '$(DIST_TARGET)')" || { \
+	    echo 'make dist: the Rust target $(DIST_TARGET) is missing and there is no rustup to add it; install the Rust standard library for $(DIST_TARGET)' >&2; exit 1; }; \
+	fi
 
 # The seed's three hosts as network namespaces on this machine (root; nothing leaves it).
 lab: dist
