@@ -25,7 +25,7 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         // Reuse a kept-alive connection only while the other side surely keeps it open: our
-        // servers close connections idle for HTTP_READ_TIMEOUT_MS (10 s by default).
+        // servers close connections idle for HTTP_IDLE_TIMEOUT_MS (10 s by default).
         .max_idle_age(Duration::from_secs(3))
         // Nodes and supernodes talk directly on their LAN: an HTTP_PROXY meant for the
         // outside world must not carry (or leak) their traffic.

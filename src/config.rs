@@ -114,15 +114,32 @@ impl Settings {
         }
     }
 
-    fn millis(&self, key: &str, default_ms: u64, min_ms: u64) -> Result<Duration, ConfigError> {
-        let ms = self.parse_or(key, default_ms)?;
-        if ms < min_ms {
+    /// A number within `min..=max`: out of range is a start-up error, never a later overflow.
+    fn number<T>(&self, key: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse_or(key, default)?;
+        if value < min || value > max {
             return Err(ConfigError::new(
                 key,
-                format!("must be at least {min_ms} ms"),
+                format!("{value} is out of range: must be between {min} and {max}"),
             ));
         }
-        Ok(Duration::from_millis(ms))
+        Ok(value)
+    }
+
+    /// A duration in milliseconds within `min_ms..=max_ms`.
+    fn millis(
+        &self,
+        key: &str,
+        default_ms: u64,
+        min_ms: u64,
+        max_ms: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(key, default_ms, min_ms, max_ms)
+            .map(Duration::from_millis)
     }
 
     fn flag(&self, key: &str) -> Result<bool, ConfigError> {
@@ -149,18 +166,41 @@ pub enum Role {
     Node,
 }
 
-/// Settings of the HTTP API, common to both roles.
+/// Settings of the HTTP API, common to both roles: where it listens and the limits every
+/// client is held to (README, "Limits").
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// `LHOST:LPORT`: where the API listens. Port 0 picks a free port.
     pub bind: SocketAddr,
-    /// `HTTP_WORKERS`: threads answering requests (a remote search holds one while it waits).
+    /// `HTTP_WORKERS`: connection threads kept ready (more start as connections come).
     pub workers: usize,
+    /// `MAX_CONNECTIONS`: open connections in all (kept within the open-files limit).
+    pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_IP`: open connections from one address.
+    pub max_connections_per_ip: usize,
     /// `MAX_BODY_BYTES`: the largest request body accepted (a registration with its list).
     pub max_body: u64,
-    /// `HTTP_READ_TIMEOUT_MS`: the longest wait for the next bytes from a client: a body that
-    /// stalls fails, a connection idle between requests is closed.
-    pub read_timeout: Duration,
+    /// `BODY_MEMORY_BYTES`: request bodies held at once, beyond the first 64 KiB of each.
+    pub body_memory: u64,
+    /// `MAX_REQUEST_LINE_BYTES`: the longest request line (method, target, version).
+    pub max_request_line: usize,
+    /// `MAX_HEADER_BYTES`: the largest header section.
+    pub max_header_bytes: usize,
+    /// `MAX_HEADERS`: the most header fields.
+    pub max_headers: usize,
+    /// `HTTP_HEAD_TIMEOUT_MS`: a request head must be complete this long after its first byte
+    /// (or after the accept, for a connection's first request).
+    pub head_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_MS`: a request body must be complete this long after its head.
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a kept-alive connection with no new request for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// `HTTP_WRITE_TIMEOUT_MS`: each 256 KiB of an answer must be taken by the client within
+    /// this long, or the connection is dropped.
+    pub write_timeout: Duration,
+    /// `MAX_IDS_PER_REQUEST`: the most ids one `hash_ids` list may hold.
+    pub max_ids: usize,
 }
 
 /// A supernode's settings.
@@ -234,21 +274,55 @@ impl Config {
     }
 }
 
-fn http_config(settings: &Settings) -> Result<HttpConfig, ConfigError> {
+/// The longest any period or time-out may be: a day. Far beyond any use, and far from the
+/// overflow of `Instant + Duration`.
+const MAX_MS: u64 = 86_400_000;
+const HOUR_MS: u64 = 3_600_000;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// The HTTP settings alone (both roles read them the same way).
+pub fn http_config(settings: &Settings) -> Result<HttpConfig, ConfigError> {
     let host: IpAddr = settings.parse_or("LHOST", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
     let port: u16 = settings.parse_or("LPORT", 5000)?;
-    let workers: usize = settings.parse_or("HTTP_WORKERS", 16)?;
-    if !(1..=1024).contains(&workers) {
+    let max_body = settings.number("MAX_BODY_BYTES", 64 * MIB, 1, GIB)?;
+    let body_memory = settings.number("BODY_MEMORY_BYTES", max_body.max(256 * MIB), 0, 64 * GIB)?;
+    if body_memory < max_body {
         return Err(ConfigError::new(
-            "HTTP_WORKERS",
-            "must be between 1 and 1024",
+            "BODY_MEMORY_BYTES",
+            format!(
+                "{body_memory} is less than MAX_BODY_BYTES ({max_body}): no largest body could ever be read"
+            ),
         ));
     }
+    // HTTP_READ_TIMEOUT_MS is the key's name before 0.2; it still works.
+    let idle_key = match settings.get("HTTP_IDLE_TIMEOUT_MS") {
+        None if settings.get("HTTP_READ_TIMEOUT_MS").is_some() => "HTTP_READ_TIMEOUT_MS",
+        _ => "HTTP_IDLE_TIMEOUT_MS",
+    };
     Ok(HttpConfig {
         bind: SocketAddr::new(host, port),
-        workers,
-        max_body: settings.parse_or("MAX_BODY_BYTES", 64 << 20)?,
-        read_timeout: settings.millis("HTTP_READ_TIMEOUT_MS", 10_000, 100)?,
+        workers: settings.number("HTTP_WORKERS", 16, 1, 1024)?,
+        max_connections: settings.number("MAX_CONNECTIONS", 1024, 1, 65_536)?,
+        max_connections_per_ip: settings.number("MAX_CONNECTIONS_PER_IP", 128, 1, 65_536)?,
+        max_body,
+        body_memory,
+        // 20 KiB, not the common 8 KiB: a hash_ids list of MAX_IDS_PER_REQUEST (256) ids takes
+        // about 17 KB.
+        max_request_line: settings.number("MAX_REQUEST_LINE_BYTES", 20_480, 256, 1 << 20)?,
+        max_header_bytes: settings.number("MAX_HEADER_BYTES", 65_536, 1024, 1 << 20)?,
+        max_headers: settings.number(
+            "MAX_HEADERS",
+            100,
+            1,
+            crate::http::head::MAX_HEADERS_LIMIT,
+        )?,
+        head_timeout: settings.millis("HTTP_HEAD_TIMEOUT_MS", 10_000, 100, HOUR_MS)?,
+        body_timeout: settings.millis("HTTP_BODY_TIMEOUT_MS", 60_000, 100, HOUR_MS)?,
+        idle_timeout: settings.millis(idle_key, 10_000, 100, HOUR_MS)?,
+        write_timeout: settings.millis("HTTP_WRITE_TIMEOUT_MS", 10_000, 100, HOUR_MS)?,
+        max_ids: settings.number("MAX_IDS_PER_REQUEST", 256, 1, 4096)?,
     })
 }
 
@@ -273,34 +347,17 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         IpAddr::V4(ip) if !ip.is_unspecified() && !ip.is_multicast() => ip,
         _ => Ipv4Addr::UNSPECIFIED,
     };
-    let ttl = settings.parse_or("MULTICAST_TTL", 1u32)?;
-    if !(1..=255).contains(&ttl) {
-        return Err(ConfigError::new(
-            "MULTICAST_TTL",
-            "must be between 1 and 255",
-        ));
-    }
-    let search_timeout = settings.millis("SEARCH_TIMEOUT_MS", 2000, 1)?;
-    let search_retry = settings.millis("SEARCH_RETRY_MS", 250, 0)?;
-    let health_concurrency = settings.parse_or("HEALTH_CONCURRENCY", 64usize)?;
-    if health_concurrency == 0 {
-        return Err(ConfigError::new("HEALTH_CONCURRENCY", "must be at least 1"));
-    }
-    let liveness_misses = settings.parse_or("LIVENESS_MISSES", 2u32)?;
-    if liveness_misses == 0 {
-        return Err(ConfigError::new("LIVENESS_MISSES", "must be at least 1"));
-    }
     Ok(SupernodeConfig {
         group,
         interface: settings.parse_or("MULTICAST_INTERFACE", default_interface)?,
-        ttl,
-        group_size: settings.parse_or("MULTICAST_GROUP_SIZE", 0)?,
-        search_timeout,
-        search_retry,
-        liveness_period: settings.millis("LIVENESS_PERIOD_MS", 5000, 10)?,
-        liveness_misses,
-        health_timeout: settings.millis("HEALTH_TIMEOUT_MS", 2000, 1)?,
-        health_concurrency,
+        ttl: settings.number("MULTICAST_TTL", 1, 1, 255)?,
+        group_size: settings.number("MULTICAST_GROUP_SIZE", 0, 0, 1024)?,
+        search_timeout: settings.millis("SEARCH_TIMEOUT_MS", 2000, 1, HOUR_MS)?,
+        search_retry: settings.millis("SEARCH_RETRY_MS", 250, 0, HOUR_MS)?,
+        liveness_period: settings.millis("LIVENESS_PERIOD_MS", 5000, 10, MAX_MS)?,
+        liveness_misses: settings.number("LIVENESS_MISSES", 2, 1, 1000)?,
+        health_timeout: settings.millis("HEALTH_TIMEOUT_MS", 2000, 1, HOUR_MS)?,
+        health_concurrency: settings.number("HEALTH_CONCURRENCY", 64, 1, 1024)?,
         http,
     })
 }
@@ -347,10 +404,10 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         resource_path,
         name: settings.get("NODE_NAME").map(str::to_string),
         location,
-        heartbeat: settings.millis("HEARTBEAT_MS", 5000, 10)?,
-        register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10)?,
-        supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1)?,
-        rescan: settings.millis("RESCAN_MS", 10_000, 0)?,
+        heartbeat: settings.millis("HEARTBEAT_MS", 5000, 10, MAX_MS)?,
+        register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10, MAX_MS)?,
+        supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1, HOUR_MS)?,
+        rescan: settings.millis("RESCAN_MS", 10_000, 0, MAX_MS)?,
         http,
     })
 }
@@ -439,6 +496,20 @@ mod tests {
             ("MULTICAST_GROUP_SIZE", "-1"),
             ("SEARCH_TIMEOUT_MS", "soon"),
             ("IS_SUPERNODE", "maybe"),
+            // Huge values are refused at start-up instead of overflowing a deadline later.
+            ("SEARCH_TIMEOUT_MS", "18446744073709551615"),
+            ("LIVENESS_PERIOD_MS", "86400001"),
+            ("HEALTH_TIMEOUT_MS", "99999999999"),
+            ("HTTP_IDLE_TIMEOUT_MS", "0"),
+            ("HTTP_WRITE_TIMEOUT_MS", "99999999999"),
+            ("MAX_BODY_BYTES", "0"),
+            ("MAX_BODY_BYTES", "9999999999999"),
+            ("BODY_MEMORY_BYTES", "1000"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_HEADERS", "100000"),
+            ("MAX_REQUEST_LINE_BYTES", "10"),
+            ("MAX_IDS_PER_REQUEST", "0"),
+            ("HTTP_WORKERS", "0"),
         ];
         for (key, value) in bad {
             let settings =

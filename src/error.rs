@@ -80,8 +80,16 @@ pub enum ApiError {
     NotFound(String),
     /// The path exists but not with this method.
     MethodNotAllowed,
+    /// The request head or body did not arrive within its deadline; the connection is closed.
+    RequestTimeout(String),
     /// The body is larger than the limit, in bytes.
     PayloadTooLarge(u64),
+    /// The request line is longer than its limit.
+    UriTooLong(String),
+    /// The header section is larger than its limit, or has too many fields.
+    HeaderTooLarge(String),
+    /// The request uses a feature of HTTP this server does not implement.
+    NotImplemented(String),
     /// A node was asked a supernode path, or the other way round.
     WrongRole,
     /// A service this answer depends on (the node's supernodes) cannot be reached: retry later.
@@ -96,18 +104,26 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed => 405,
+            ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
+            ApiError::UriTooLong(_) => 414,
             ApiError::WrongRole => 418,
+            ApiError::HeaderTooLarge(_) => 431,
             ApiError::Internal => 500,
+            ApiError::NotImplemented(_) => 501,
             ApiError::Unavailable(_) => 503,
         }
     }
 
     pub fn description(&self) -> String {
         match self {
-            ApiError::BadRequest(what) | ApiError::NotFound(what) | ApiError::Unavailable(what) => {
-                what.clone()
-            }
+            ApiError::BadRequest(what)
+            | ApiError::NotFound(what)
+            | ApiError::Unavailable(what)
+            | ApiError::RequestTimeout(what)
+            | ApiError::UriTooLong(what)
+            | ApiError::HeaderTooLarge(what)
+            | ApiError::NotImplemented(what) => what.clone(),
             ApiError::MethodNotAllowed => "method not allowed on this path".into(),
             ApiError::PayloadTooLarge(limit) => format!("request body over {limit} bytes"),
             ApiError::WrongRole => "I'm not your guy".into(),

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 use serde::Serialize;
@@ -77,6 +78,8 @@ struct Node {
     items: Vec<u32>,
     names: Names,
     misses: u32,
+    /// When the last counted miss was checked.
+    last_miss: Option<Instant>,
     generation: u64,
 }
 
@@ -118,6 +121,47 @@ pub struct FileInfo {
     pub location: String,
     /// Every holder known.
     pub locations: Vec<String>,
+}
+
+/// A resource as the index holds it; serialises as a [`FileInfo`] without copying a string.
+pub struct FileView<'a> {
+    index: &'a Index,
+    entry: &'a Entry,
+}
+
+impl<'a> FileView<'a> {
+    pub fn name(&self) -> &'a str {
+        let first = self.index.node(self.entry.first.node);
+        first.names.get(self.entry.first.item)
+    }
+
+    pub fn location(&self) -> &'a str {
+        &self.index.node(self.entry.first.node).location
+    }
+
+    pub fn locations(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let index = self.index;
+        self.entry
+            .holders()
+            .map(move |h| &*index.node(h.node).location)
+    }
+}
+
+impl Serialize for FileView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Locations<'v, 'a>(&'v FileView<'a>);
+        impl Serialize for Locations<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.locations())
+            }
+        }
+        let mut file = serializer.serialize_struct("FileInfo", 3)?;
+        file.serialize_field("name", self.name())?;
+        file.serialize_field("location", self.location())?;
+        file.serialize_field("locations", &Locations(self))?;
+        file.end()
+    }
 }
 
 /// A registered node, as `GET /api/supernode/alive` lists it.
@@ -239,6 +283,7 @@ impl Index {
             items,
             names,
             misses: 0,
+            last_miss: None,
             generation: self.next_generation,
         });
         again
@@ -263,16 +308,18 @@ impl Index {
     }
 
     pub fn lookup(&self, id: &ResourceId) -> Option<FileInfo> {
-        let entry = &self.entries[self.slot_of(id)? as usize];
-        let first = self.node(entry.first.node);
+        let view = self.view(id)?;
         Some(FileInfo {
-            name: Some(first.names.get(entry.first.item).to_string()),
-            location: first.location.to_string(),
-            locations: entry
-                .holders()
-                .map(|h| self.node(h.node).location.to_string())
-                .collect(),
+            name: Some(view.name().to_string()),
+            location: view.location().to_string(),
+            locations: view.locations().map(str::to_string).collect(),
         })
+    }
+
+    /// What the index knows of `id`, borrowed: answers are serialised from it directly.
+    pub fn view(&self, id: &ResourceId) -> Option<FileView<'_>> {
+        let entry = &self.entries[self.slot_of(id)? as usize];
+        Some(FileView { index: self, entry })
     }
 
     /// One holder of `id`, for a multicast answer.
@@ -316,14 +363,17 @@ impl Index {
             .collect()
     }
 
-    /// Records one health check of a registration. A success clears the misses; a failure adds
-    /// one, and at `max_misses` the node is removed: the result is then `Some(resources held)`.
-    /// A check of an older registration than the current one is ignored.
+    /// Records one health check of a registration, made by the sweep of time `at`. A success
+    /// clears the misses; a failure counts when it is at least `rule.min_gap` after the last
+    /// counted one (two sweeps in a row are not two chances), and at `rule.max_misses` the node
+    /// is removed: the result is then `Some(resources held)`. A check of an older registration
+    /// than the current one is ignored.
     pub fn record_check(
         &mut self,
         checked: &Registration,
         alive: bool,
-        max_misses: u32,
+        rule: MissRule,
+        at: Instant,
     ) -> Option<usize> {
         let slot = *self.by_location.get(&checked.location)?;
         let node = self.nodes[slot as usize].as_mut()?;
@@ -332,14 +382,31 @@ impl Index {
         }
         if alive {
             node.misses = 0;
+            node.last_miss = None;
+            return None;
+        }
+        if node
+            .last_miss
+            .is_some_and(|last| at.saturating_duration_since(last) < rule.min_gap)
+        {
             return None;
         }
         node.misses += 1;
-        if node.misses < max_misses {
+        node.last_miss = Some(at);
+        if node.misses < rule.max_misses {
             return None;
         }
         self.remove_node(&checked.location)
     }
+}
+
+/// When missed health checks remove a node.
+#[derive(Debug, Clone, Copy)]
+pub struct MissRule {
+    /// `LIVENESS_MISSES`: counted misses in a row that remove it.
+    pub max_misses: u32,
+    /// `LIVENESS_PERIOD_MS`: the least time between two counted misses.
+    pub min_gap: Duration,
 }
 
 #[cfg(test)]
@@ -384,18 +451,32 @@ mod tests {
         let mut index = Index::new();
         index.register("a:1", "a".into(), files(&[1]));
         let old = index.registrations().pop().unwrap();
-        assert_eq!(index.record_check(&old, false, 2), None);
-        assert_eq!(index.record_check(&old, true, 2), None);
-        assert_eq!(index.record_check(&old, false, 2), None);
+        let rule = MissRule {
+            max_misses: 2,
+            min_gap: Duration::from_secs(5),
+        };
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(index.record_check(&old, false, rule, at(0)), None);
+        assert_eq!(index.record_check(&old, true, rule, at(5)), None);
+        assert_eq!(index.record_check(&old, false, rule, at(10)), None);
         assert!(index.is_registered("a:1"));
-        assert_eq!(index.record_check(&old, false, 2), Some(1));
+        // A second sweep right after the first is not a second chance missed.
+        assert_eq!(index.record_check(&old, false, rule, at(11)), None);
+        assert_eq!(index.record_check(&old, false, rule, at(14)), None);
+        assert!(index.is_registered("a:1"));
+        assert_eq!(index.record_check(&old, false, rule, at(15)), Some(1));
         assert!(!index.is_registered("a:1"));
 
         index.register("a:1", "a".into(), files(&[1]));
         let current = index.registrations().pop().unwrap();
         index.register("a:1", "a".into(), files(&[1]));
+        let once = MissRule {
+            max_misses: 1,
+            ..rule
+        };
         assert_eq!(
-            index.record_check(&current, false, 1),
+            index.record_check(&current, false, once, at(20)),
             None,
             "stale sweep result"
         );

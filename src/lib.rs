@@ -42,9 +42,6 @@ pub use id::ResourceId;
 use http::{HttpServer, Request};
 use shutdown::Shutdown;
 
-/// The most ids one `hash_ids` request may ask for.
-pub const MAX_IDS_PER_REQUEST: usize = 256;
-
 /// A running node or supernode.
 pub struct Instance {
     http: HttpServer,
@@ -99,23 +96,23 @@ pub(crate) fn parse_id(text: &str) -> Result<ResourceId, ApiError> {
     })
 }
 
-/// Parses `?hash_ids=a,b,c`: every id valid, each kept once, at most [`MAX_IDS_PER_REQUEST`].
-pub(crate) fn parse_id_list(request: &Request) -> Result<Vec<ResourceId>, ApiError> {
+/// Parses `?hash_ids=a,b,c`: at most `max` ids (counted before any is parsed), every one
+/// valid, each kept once.
+pub(crate) fn parse_id_list(request: &Request, max: usize) -> Result<Vec<ResourceId>, ApiError> {
     let list = request
         .query_param("hash_ids")
         .ok_or_else(|| ApiError::BadRequest("missing query parameter hash_ids".into()))?;
-    let ids = list
-        .split(',')
-        .map(str::trim)
-        .filter(|text| !text.is_empty())
-        .map(parse_id)
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids = node::dedup(ids);
-    if ids.len() > MAX_IDS_PER_REQUEST {
+    let texts = || {
+        list.split(',')
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+    };
+    let count = texts().count();
+    if count > max {
         return Err(ApiError::BadRequest(format!(
-            "{} ids asked; at most {MAX_IDS_PER_REQUEST} per request",
-            ids.len()
+            "{count} ids asked; at most {max} per request"
         )));
     }
-    Ok(ids)
+    let ids = texts().map(parse_id).collect::<Result<Vec<_>, _>>()?;
+    Ok(node::dedup(ids))
 }

@@ -2,10 +2,12 @@
 //!
 //! Checks run concurrently (up to `HEALTH_CONCURRENCY` at once), each with its own time-out, so
 //! a hundred hanging nodes delay nobody else's check by more than one time-out. A node that
-//! misses `LIVENESS_MISSES` checks in a row is removed with its resources. Sweeps never overlap:
-//! the periodic one and the one `GET /api/supernode/xxx` asks for take turns.
+//! misses `LIVENESS_MISSES` checks in a row, at least a period apart, is removed with its
+//! resources. Sweeps run on the liveness thread alone: `GET /api/supernode/xxx` asks it for one
+//! and waits, and every request that comes while a sweep is running is answered by the same
+//! next sweep, so a burst of them costs one sweep, not one each.
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -13,86 +15,146 @@ use crossbeam_channel::unbounded;
 
 use crate::config::SupernodeConfig;
 use crate::error::Error;
-use crate::index::{Index, Registration};
+use crate::index::{Index, MissRule, Registration};
 use crate::shutdown::Shutdown;
 
-/// What one sweep found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub checked: usize,
-    pub failed: usize,
-    pub removed: Vec<String>,
+/// How often a waiting thread looks at the stop signal.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Sweeps begun and finished, and the latest one asked for.
+#[derive(Default)]
+struct Sweeps {
+    started: u64,
+    finished: u64,
+    wanted: u64,
 }
 
 pub struct Liveness {
     index: Arc<RwLock<Index>>,
     agent: ureq::Agent,
     period: Duration,
-    max_misses: u32,
+    rule: MissRule,
     concurrency: usize,
-    turn: Mutex<()>,
+    shutdown: Shutdown,
+    sweeps: Mutex<Sweeps>,
+    changed: Condvar,
 }
 
 impl Liveness {
-    pub fn new(config: &SupernodeConfig, index: Arc<RwLock<Index>>) -> Liveness {
+    pub fn new(
+        config: &SupernodeConfig,
+        index: Arc<RwLock<Index>>,
+        shutdown: Shutdown,
+    ) -> Liveness {
         Liveness {
             index,
             agent: crate::client::agent(config.health_timeout),
             period: config.liveness_period,
-            max_misses: config.liveness_misses,
+            rule: MissRule {
+                max_misses: config.liveness_misses,
+                min_gap: config.liveness_period,
+            },
             concurrency: config.health_concurrency,
-            turn: Mutex::new(()),
+            shutdown,
+            sweeps: Mutex::new(Sweeps::default()),
+            changed: Condvar::new(),
         }
     }
 
-    /// Starts the thread that sweeps every period.
-    pub fn spawn(self: Arc<Self>, shutdown: Shutdown) -> Result<JoinHandle<()>, Error> {
+    fn sweeps(&self) -> MutexGuard<'_, Sweeps> {
+        self.sweeps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the thread that sweeps every period, and when asked.
+    pub fn spawn(self: Arc<Self>) -> Result<JoinHandle<()>, Error> {
         thread::Builder::new()
             .name("liveness".into())
-            .spawn(move || {
-                let mut next = Instant::now() + self.period;
-                while !shutdown.sleep(next.saturating_duration_since(Instant::now())) {
-                    next += self.period;
-                    self.sweep();
-                    // After a sweep longer than a period, start the next one a period from now.
-                    next = next.max(Instant::now());
-                }
-            })
+            .spawn(move || self.run())
             .map_err(|e| Error::io("cannot start the liveness thread", e))
     }
 
+    fn run(&self) {
+        let mut next = Instant::now() + self.period;
+        loop {
+            let mut sweeps = self.sweeps();
+            let asked = loop {
+                if self.shutdown.is_triggered() {
+                    return;
+                }
+                if sweeps.wanted > sweeps.started {
+                    break true;
+                }
+                let now = Instant::now();
+                if now >= next {
+                    break false;
+                }
+                sweeps = self
+                    .changed
+                    .wait_timeout(sweeps, (next - now).min(POLL))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            };
+            sweeps.started += 1;
+            let ticket = sweeps.started;
+            drop(sweeps);
+            // A periodic sweep counts as made at its scheduled time, so consecutive periodic
+            // misses are exactly a period apart.
+            self.sweep(if asked { Instant::now() } else { next });
+            self.sweeps().finished = ticket;
+            self.changed.notify_all();
+            if !asked {
+                // After a sweep longer than a period, start the next one a period from now.
+                next = (next + self.period).max(Instant::now());
+            }
+        }
+    }
+
+    /// Asks for a sweep that starts after this call and waits for its end, at most `limit`:
+    /// `true` when it ended in time.
+    pub fn sweep_now(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut sweeps = self.sweeps();
+        let ticket = sweeps.started + 1;
+        sweeps.wanted = sweeps.wanted.max(ticket);
+        self.changed.notify_all();
+        while sweeps.finished < ticket {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.shutdown.is_triggered() {
+                return false;
+            }
+            sweeps = self
+                .changed
+                .wait_timeout(sweeps, left.min(POLL))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
     /// Checks every registered node once and removes the ones out of chances.
-    pub fn sweep(&self) -> SweepReport {
-        let _turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+    fn sweep(&self, at: Instant) {
         let nodes = self
             .index
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .registrations();
         if nodes.is_empty() {
-            return SweepReport::default();
+            return;
         }
         let results = self.check_all(&nodes);
-        let mut report = SweepReport {
-            checked: results.len(),
-            ..SweepReport::default()
-        };
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         for (node, alive) in &results {
             if !alive {
-                report.failed += 1;
                 log::debug!("liveness: {} missed a health check", node.location);
             }
-            if let Some(held) = index.record_check(node, *alive, self.max_misses) {
+            if let Some(held) = index.record_check(node, *alive, self.rule, at) {
                 log::info!(
                     "liveness: removed {} ({held} resources) after {} missed checks",
                     node.location,
-                    self.max_misses
+                    self.rule.max_misses
                 );
-                report.removed.push(node.location.to_string());
             }
         }
-        report
     }
 
     fn check_all(&self, nodes: &[Registration]) -> Vec<(Registration, bool)> {

@@ -1,6 +1,9 @@
 //! Logging for operators: one line per event, to standard error, level from `LOG_LEVEL`.
 //! Only this crate's lines are shown; the HTTP libraries' own debug output is left out.
 
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 pub fn init(level: LevelFilter) {
@@ -13,4 +16,50 @@ pub fn init(level: LevelFilter) {
         .build();
     // A second init (tests starting several instances in one process) keeps the first logger.
     let _ = WriteLogger::init(level, config, std::io::stderr());
+}
+
+/// A log line that may come thousands of times a second (an attack, a cut link): the first
+/// one is written, then at most one per period, each saying how many happened meanwhile.
+pub struct Throttle {
+    period: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    pub const fn new(period: Duration) -> Throttle {
+        Throttle {
+            period,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one event; `Some(n)` when it is time to write a line for the `n` events counted
+    /// since the last line (this one included).
+    pub fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, count) = &mut *state;
+        *count += 1;
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < self.period) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_reports_the_first_event_then_counts() {
+        let throttle = Throttle::new(Duration::from_secs(3600));
+        assert_eq!(throttle.hit(), Some(1));
+        assert_eq!(throttle.hit(), None);
+        assert_eq!(throttle.hit(), None);
+        let quick = Throttle::new(Duration::ZERO);
+        assert_eq!(quick.hit(), Some(1));
+        assert_eq!(quick.hit(), Some(1));
+    }
 }

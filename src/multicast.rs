@@ -31,6 +31,7 @@ use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::id::ResourceId;
 use crate::index::Index;
+use crate::logging::Throttle;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, Message, Sender};
 
@@ -44,6 +45,9 @@ const PEER_TTL: Duration = Duration::from_secs(16);
 const MAX_IDLE: Duration = Duration::from_millis(250);
 /// Send failures are logged at most once per this period.
 const FAILURE_REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// The most peers tracked, and the most "not here" answers one search keeps: a host that
+/// sends under a thousand made-up names fills this, not the memory.
+const MAX_PEERS: usize = 1024;
 
 /// How a remote search ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +89,7 @@ struct Inner {
     retry: Duration,
     index: Arc<RwLock<Index>>,
     next_tag: AtomicU64,
-    send_failures: AtomicU64,
-    failures_reported: Mutex<Option<Instant>>,
+    send_failures: Throttle,
     state: Mutex<State>,
 }
 
@@ -122,8 +125,7 @@ impl Multicast {
             retry: config.search_retry,
             index,
             next_tag: AtomicU64::new(PING_TAG + 1),
-            send_failures: AtomicU64::new(0),
-            failures_reported: Mutex::new(None),
+            send_failures: Throttle::new(FAILURE_REPORT_PERIOD),
             state: Mutex::new(State::default()),
         });
         let thread_inner = inner.clone();
@@ -166,19 +168,12 @@ impl Inner {
 
     fn send(&self, message: &Message) {
         if let Err(e) = self.socket.send_to(&message.encode(), self.group) {
-            // Counted, and reported at most every 10 s: a lossy or cut link fails many sends.
-            let failed = self.send_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut reported = self
-                .failures_reported
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if reported.is_none_or(|at| at.elapsed() >= FAILURE_REPORT_PERIOD) {
+            // Reported at most every 10 s: a lossy or cut link fails many sends.
+            if let Some(failed) = self.send_failures.hit() {
                 log::warn!(
                     "multicast: {failed} send(s) to {} failed since the last report: {e}",
                     self.group
                 );
-                self.send_failures.store(0, Ordering::Relaxed);
-                *reported = Some(Instant::now());
             }
         }
     }
@@ -337,9 +332,12 @@ impl Inner {
             return;
         }
         if self.group_size == 0 {
-            self.state()
-                .peers
-                .insert(sender.to_string(), Instant::now());
+            let mut state = self.state();
+            if let Some(heard) = state.peers.get_mut(sender) {
+                *heard = Instant::now();
+            } else if state.peers.len() < MAX_PEERS {
+                state.peers.insert(sender.to_string(), Instant::now());
+            }
         }
         match message.body {
             Body::Query(id) => self.answer(&message.sender, id),
@@ -412,7 +410,10 @@ impl Inner {
         let mut state = self.state();
         let mut done = Vec::new();
         let mut count = |tag: u64, pending: &mut Pending, from: &str| {
-            if Some(pending.id) == id && !pending.said_no.iter().any(|p| p == from) {
+            if Some(pending.id) == id
+                && pending.said_no.len() < MAX_PEERS
+                && !pending.said_no.iter().any(|p| p == from)
+            {
                 pending.said_no.push(from.to_string());
             }
             if pending.expected > 0 && pending.said_no.len() >= pending.expected {

@@ -27,6 +27,8 @@ use crate::{Instance, parse_id, parse_id_list};
 pub struct NodeService {
     catalog: RwLock<Arc<Catalog>>,
     upstream: Arc<Upstream>,
+    /// `MAX_IDS_PER_REQUEST`.
+    max_ids: usize,
 }
 
 /// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
@@ -44,10 +46,11 @@ enum Found<'a> {
 }
 
 impl NodeService {
-    pub fn new(catalog: Arc<Catalog>, upstream: Arc<Upstream>) -> NodeService {
+    pub fn new(catalog: Arc<Catalog>, upstream: Arc<Upstream>, max_ids: usize) -> NodeService {
         NodeService {
             catalog: RwLock::new(catalog),
             upstream,
+            max_ids,
         }
     }
 
@@ -72,11 +75,7 @@ impl NodeService {
             }
             ["resources"] => {
                 request.expect(Method::Get)?;
-                Ok(Reply {
-                    status: 200,
-                    body: Body::SharedJson(self.catalog().listing()),
-                    location: None,
-                })
+                Ok(Reply::new(200, Body::SharedJson(self.catalog().listing())))
             }
             ["resources", "find"] => {
                 request.expect(Method::Get)?;
@@ -118,11 +117,7 @@ impl NodeService {
         // The path comes from the catalog, never from the request.
         let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?.len(), f)));
         match opened {
-            Ok((len, file)) => Ok(Reply {
-                status: 200,
-                body: Body::File(file, len),
-                location: None,
-            }),
+            Ok((len, file)) => Ok(Reply::new(200, Body::File(file, len))),
             Err(e) => {
                 log::warn!(
                     "resource {id} ({}) cannot be read: {e}",
@@ -137,7 +132,7 @@ impl NodeService {
 
     /// Local ids from the catalog, the rest from the supernode in one request.
     fn find(&self, request: &Request) -> Result<Reply, ApiError> {
-        let ids = parse_id_list(request)?;
+        let ids = parse_id_list(request, self.max_ids)?;
         let catalog = self.catalog();
         let missing: Vec<ResourceId> = ids
             .iter()
@@ -180,7 +175,11 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         config.supernodes.clone(),
         config.supernode_timeout,
     ));
-    let service = Arc::new(NodeService::new(catalog.clone(), upstream.clone()));
+    let service = Arc::new(NodeService::new(
+        catalog.clone(),
+        upstream.clone(),
+        config.http.max_ids,
+    ));
 
     let shutdown = Shutdown::new();
     let handler = service.clone();

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,8 @@ pub struct SupernodeService {
     index: Arc<RwLock<Index>>,
     multicast: Multicast,
     liveness: Arc<Liveness>,
+    /// `MAX_IDS_PER_REQUEST`.
+    max_ids: usize,
 }
 
 /// A registration; names are borrowed from the body where they can be (no escapes), so a list
@@ -47,14 +49,18 @@ struct Heartbeat {
     location: String,
 }
 
-/// A search answer: `{"id", "file": {"name"?, "location", "locations"}}`.
+/// A search answer: `{"id", "file": {"name"?, "location", "locations"}}`; the file is a
+/// [`FileInfo`], or a view of the index for an answer serialised under its lock.
 #[derive(Serialize)]
-struct Located {
+struct Located<F = FileInfo> {
     id: ResourceId,
-    file: FileInfo,
+    file: F,
 }
 
 const ENTITY: &str = "node_resource_location";
+
+/// The longest `GET /api/supernode/xxx` waits for its sweep.
+const SWEEP_WAIT: Duration = Duration::from_secs(60);
 
 impl SupernodeService {
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
@@ -64,6 +70,13 @@ impl SupernodeService {
             (["search"], Method::Get) => self.search_many(request),
             (["search", id], Method::Get) => {
                 let id = parse_id(id)?;
+                {
+                    // The common case, answered from the index without copying anything.
+                    let index = self.read_index();
+                    if let Some(file) = index.view(&id) {
+                        return Ok(Reply::data(200, ENTITY, &Located { id, file }));
+                    }
+                }
                 let file = self.locate(&[id]).pop().flatten();
                 let file =
                     file.ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
@@ -85,8 +98,13 @@ impl SupernodeService {
                 }
             }
             (["xxx"], Method::Get) => {
-                self.liveness.sweep();
-                Ok(Reply::no_content())
+                if self.liveness.sweep_now(SWEEP_WAIT) {
+                    Ok(Reply::no_content())
+                } else {
+                    Err(ApiError::Unavailable(
+                        "the liveness sweep is still running; ask again later".into(),
+                    ))
+                }
             }
             (["register" | "search" | "alive" | "xxx"] | ["search", _], _) => {
                 Err(ApiError::MethodNotAllowed)
@@ -129,7 +147,7 @@ impl SupernodeService {
     }
 
     fn search_many(&self, request: &Request) -> Result<Reply, ApiError> {
-        let ids = parse_id_list(request)?;
+        let ids = parse_id_list(request, self.max_ids)?;
         let found: Vec<Located> = ids
             .iter()
             .zip(self.locate(&ids))
@@ -185,12 +203,13 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
     let shutdown = Shutdown::new();
     let index = Arc::new(RwLock::new(Index::new()));
     let (multicast, multicast_thread) = Multicast::start(&config, index.clone(), shutdown.clone())?;
-    let liveness = Arc::new(Liveness::new(&config, index.clone()));
-    let liveness_thread = liveness.clone().spawn(shutdown.clone())?;
+    let liveness = Arc::new(Liveness::new(&config, index.clone(), shutdown.clone()));
+    let liveness_thread = liveness.clone().spawn()?;
     let service = SupernodeService {
         index,
         multicast,
         liveness,
+        max_ids: config.http.max_ids,
     };
     let http = HttpServer::start(
         &config.http,

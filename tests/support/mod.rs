@@ -134,10 +134,7 @@ impl Launch {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Keep the test's own environment out: only the keys the test gives count.
-        for key in KEYS {
-            command.env_remove(key);
-        }
-        command.envs(&self.env);
+        command.env_clear().envs(&self.env);
         let mut child = command.spawn().expect("start superpeer");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, listening) = bounded(1);
@@ -172,33 +169,6 @@ impl Launch {
         }
     }
 }
-
-/// Every key the binary reads, cleared from the child's environment.
-const KEYS: &[&str] = &[
-    "LHOST",
-    "LPORT",
-    "IS_SUPERNODE",
-    "SUPERNODE_ENDPOINT",
-    "RESOURCE_PATH",
-    "MULTICAST_LOCATION",
-    "MULTICAST_GROUP_SIZE",
-    "MULTICAST_INTERFACE",
-    "MULTICAST_TTL",
-    "SEARCH_TIMEOUT_MS",
-    "SEARCH_RETRY_MS",
-    "LIVENESS_PERIOD_MS",
-    "LIVENESS_MISSES",
-    "HEALTH_TIMEOUT_MS",
-    "HEALTH_CONCURRENCY",
-    "NODE_NAME",
-    "NODE_LOCATION",
-    "HEARTBEAT_MS",
-    "REGISTER_RETRY_MAX_MS",
-    "SUPERNODE_TIMEOUT_MS",
-    "HTTP_WORKERS",
-    "MAX_BODY_BYTES",
-    "LOG_LEVEL",
-];
 
 /// A running instance; killed when dropped.
 pub struct Proc {

@@ -1,0 +1,713 @@
+//! One connection, from its first byte to its close, on the thread that owns it.
+//!
+//! Every wait has a deadline: the first byte of the next request (`HTTP_IDLE_TIMEOUT_MS`), the
+//! whole head (`HTTP_HEAD_TIMEOUT_MS`, counted from the connection's accept or the request's
+//! first byte), the whole body (`HTTP_BODY_TIMEOUT_MS`), and each piece of the answer
+//! (`HTTP_WRITE_TIMEOUT_MS`). Deadlines are socket time-outs, set only when they change, so a
+//! request that arrives in one read costs no extra system call. Nothing is allocated by a
+//! number the client sent: buffers grow with the bytes that actually arrive, and a body beyond
+//! 64 KiB draws on a budget shared by every connection (`BODY_MEMORY_BYTES`).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as Close, SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::head::{self, Framing, HeadLimits};
+use super::server::Tracked;
+use super::{Body, Handler, Method, Reply, Request, split_target};
+use crate::config::HttpConfig;
+use crate::error::ApiError;
+use crate::logging::Throttle;
+use crate::shutdown::Shutdown;
+
+/// A head buffer starts this large and grows, up to the head limits, only as bytes arrive.
+const HEAD_BUFFER: usize = 8 << 10;
+/// Buffers larger than this are given back to the allocator after the request.
+const KEEP_BUFFER: usize = 64 << 10;
+/// Bodies up to this size need nothing from the body budget.
+const FREE_BODY: usize = 64 << 10;
+/// Answers are written in pieces of at most this size, each within the write deadline; a
+/// JSON body up to this size goes out in one write with its head.
+const WRITE_PIECE: usize = 256 << 10;
+/// After an error answer, unread request bytes are read and dropped for at most this long (and
+/// this much), so that closing does not reset the connection before the client reads the
+/// answer.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+/// A chunk-size line of a chunked body may be this long (extensions included).
+const CHUNK_LINE: usize = 1024;
+
+/// What every connection of one server shares.
+pub(super) struct Shared {
+    pub config: HttpConfig,
+    pub limits: HeadLimits,
+    pub handler: std::sync::Arc<Handler>,
+    pub shutdown: Shutdown,
+    pub budget: Budget,
+    /// One throttled log line per kind of refusal.
+    pub refusals: [Throttle; 8],
+}
+
+impl Shared {
+    /// Logs a request refused at the HTTP layer, at most one line per 10 s per status.
+    fn log_refusal(&self, peer: SocketAddr, error: &ApiError) {
+        let slot = match error.status() {
+            400 => 0,
+            408 => 1,
+            413 => 2,
+            414 => 3,
+            431 => 4,
+            501 => 5,
+            503 => 6,
+            _ => 7,
+        };
+        if let Some(count) = self.refusals[slot].hit() {
+            log::warn!(
+                "http: {} to {peer}: {} ({count} such answer(s) since the last report)",
+                error.status(),
+                error.description()
+            );
+        }
+    }
+}
+
+/// Bytes of request bodies held in memory beyond the free 64 KiB of each, all connections
+/// together (`BODY_MEMORY_BYTES`).
+pub(super) struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A share of the [`Budget`], given back when dropped.
+struct Reservation<'a> {
+    budget: &'a Budget,
+    held: u64,
+}
+
+impl Reservation<'_> {
+    /// Makes sure a body buffer of `capacity` bytes is covered.
+    fn cover(&mut self, capacity: usize) -> Result<(), Failure> {
+        let need = capacity.saturating_sub(FREE_BODY) as u64;
+        if need > self.held {
+            if !self.budget.take(need - self.held) {
+                return Err(Failure::Answer(ApiError::Unavailable(
+                    "the server holds as many request bodies as it may; retry in a moment".into(),
+                )));
+            }
+            self.held = need;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
+}
+
+/// The buffers a connection thread keeps from one connection to the next.
+#[derive(Default)]
+pub(super) struct Buffers {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    out: Vec<u8>,
+    file: Vec<u8>,
+}
+
+impl Buffers {
+    fn trim(&mut self) {
+        for buffer in [&mut self.body, &mut self.out, &mut self.file] {
+            if buffer.capacity() > KEEP_BUFFER {
+                *buffer = Vec::new();
+            }
+        }
+    }
+}
+
+/// How a request ended when it did not end with an answer and a next request.
+enum Failure {
+    /// Nothing to say: the client left, went quiet, or cannot be written to.
+    Closed,
+    /// Answer with this error, then close.
+    Answer(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Failure {
+        Failure::Answer(error)
+    }
+}
+
+/// The socket with the time-outs last set on it, so that each is set only when it changes.
+struct Sock<'s> {
+    stream: &'s TcpStream,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::from(io::ErrorKind::TimedOut)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+impl Sock<'_> {
+    fn arm_read(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout < Duration::from_millis(1) {
+            return Err(timed_out());
+        }
+        if self.read_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    fn arm_write(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout < Duration::from_millis(1) {
+            return Err(timed_out());
+        }
+        if self.write_timeout != Some(timeout) {
+            self.stream.set_write_timeout(Some(timeout))?;
+            self.write_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Reads what is there, waiting at most `timeout` for it.
+    fn read_for(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.arm_read(timeout)?;
+        loop {
+            match (&*self.stream).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    /// Reads what is there, waiting until `deadline` at most.
+    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.read_for(buf, deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Writes all of `data`, each piece of [`WRITE_PIECE`] bytes within `timeout`.
+    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        for piece in data.chunks(WRITE_PIECE) {
+            self.arm_write(timeout)?;
+            let deadline = Instant::now() + timeout;
+            let mut written = 0;
+            while written < piece.len() {
+                match (&*self.stream).write(&piece[written..]) {
+                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                if written < piece.len() {
+                    // A slow reader: the rest of this piece gets what is left of its time.
+                    self.arm_write(deadline.saturating_duration_since(Instant::now()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves one connection until it closes, fails or the server stops.
+pub(super) fn serve(tracked: &Tracked, accepted: Instant, shared: &Shared, bufs: &mut Buffers) {
+    let stream = &tracked.stream;
+    let _ = stream.set_nodelay(true);
+    let mut sock = Sock {
+        stream,
+        read_timeout: None,
+        write_timeout: None,
+    };
+    if bufs.head.len() < HEAD_BUFFER {
+        bufs.head.resize(HEAD_BUFFER, 0);
+    }
+    let mut filled = 0;
+    // The first head is due a head time-out after the accept: a connection that says nothing
+    // is closed then.
+    let mut head_deadline = Some(accepted + shared.config.head_timeout);
+    loop {
+        let outcome = one_request(&mut sock, tracked, &mut filled, head_deadline, shared, bufs);
+        match outcome {
+            Ok(true) if !shared.shutdown.is_triggered() => head_deadline = None,
+            Ok(_) | Err(Failure::Closed) => break,
+            Err(Failure::Answer(error)) => {
+                shared.log_refusal(tracked.peer, &error);
+                let reply = Reply::error(&error);
+                let timeout = shared.config.write_timeout;
+                let buffers = (&mut bufs.out, &mut bufs.file);
+                if send(&mut sock, reply, buffers, false, Some("close"), timeout).is_ok() {
+                    linger(&mut sock, &mut bufs.file);
+                }
+                break;
+            }
+        }
+    }
+    if bufs.head.len() > KEEP_BUFFER {
+        bufs.head = vec![0; HEAD_BUFFER];
+    }
+    bufs.trim();
+}
+
+/// Reads, answers and writes one request; `Ok(true)` when the connection may carry another.
+fn one_request(
+    sock: &mut Sock,
+    tracked: &Tracked,
+    filled: &mut usize,
+    head_deadline: Option<Instant>,
+    shared: &Shared,
+    bufs: &mut Buffers,
+) -> Result<bool, Failure> {
+    let end = read_head(sock, tracked, &mut bufs.head, filled, head_deadline, shared)?;
+    let started = Instant::now();
+    let mut storage = head::header_storage();
+    let head = head::parse(&bufs.head[..end], &mut storage, &shared.limits)?;
+    let (method, head_only) = match head.method {
+        "GET" => (Method::Get, false),
+        "HEAD" => (Method::Get, true),
+        "POST" => (Method::Post, false),
+        _ => (Method::Other, false),
+    };
+    let mut keep_alive = head.keep_alive;
+    let mut reservation = Reservation {
+        budget: &shared.budget,
+        held: 0,
+    };
+    let body_deadline = || Instant::now() + shared.config.body_timeout;
+    let (body, consumed): (&[u8], usize) = match head.framing {
+        Framing::None => (&[], end),
+        Framing::Length(len) => {
+            // At most MAX_BODY_BYTES, which fits in memory by configuration.
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if *filled - end >= len {
+                (&bufs.head[end..end + len], end + len)
+            } else {
+                if head.expect_continue {
+                    continue_(sock, shared)?;
+                }
+                let deadline = body_deadline();
+                let have = &bufs.head[end..*filled];
+                read_body(sock, &mut bufs.body, have, len, deadline, &mut reservation)?;
+                (&bufs.body, *filled)
+            }
+        }
+        Framing::Chunked => {
+            if head.expect_continue {
+                continue_(sock, shared)?;
+            }
+            let deadline = body_deadline();
+            let have = &bufs.head[end..*filled];
+            let limit = shared.limits;
+            read_chunked(
+                sock,
+                &mut bufs.body,
+                have,
+                &limit,
+                deadline,
+                &mut reservation,
+            )?;
+            // What came after the body was read with it and dropped: this connection ends here.
+            keep_alive = false;
+            (&bufs.body, *filled)
+        }
+    };
+    let (path, query) = split_target(head.target);
+    let request = Request {
+        method,
+        head: head_only,
+        path,
+        query,
+        headers: head.headers,
+        body,
+        peer: Some(tracked.peer),
+    };
+    let reply = run_handler(&*shared.handler, &request);
+    let status = reply.status;
+    let keep_alive = keep_alive && !shared.shutdown.is_triggered();
+    let connection = match (keep_alive, head.minor_version) {
+        (false, _) => Some("close"),
+        (true, 0) => Some("keep-alive"),
+        (true, _) => None,
+    };
+    let timeout = shared.config.write_timeout;
+    let written = send(
+        sock,
+        reply,
+        (&mut bufs.out, &mut bufs.file),
+        head_only,
+        connection,
+        timeout,
+    );
+    if log::log_enabled!(log::Level::Debug) {
+        log::debug!(
+            "http: {} {} {} -> {status} in {:.1?}",
+            tracked.peer,
+            head.method,
+            head.target,
+            started.elapsed()
+        );
+    }
+    drop(reservation);
+    written.map_err(|_| Failure::Closed)?;
+    // Whatever follows the request is the start of the next one (pipelining).
+    bufs.head.copy_within(consumed..*filled, 0);
+    *filled -= consumed;
+    Ok(keep_alive)
+}
+
+/// Runs the handler; a panic is logged and answered 500, and the thread lives on.
+fn run_handler(handler: &Handler, request: &Request) -> Reply {
+    match catch_unwind(AssertUnwindSafe(|| handler(request))) {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(error)) => Reply::error(&error),
+        Err(_) => {
+            log::error!("handler panicked on {:?} {}", request.method, request.path);
+            Reply::error(&ApiError::Internal)
+        }
+    }
+}
+
+/// Waits for a complete head in `buf[..filled]`; returns its length.
+fn read_head(
+    sock: &mut Sock,
+    tracked: &Tracked,
+    buf: &mut Vec<u8>,
+    filled: &mut usize,
+    deadline: Option<Instant>,
+    shared: &Shared,
+) -> Result<usize, Failure> {
+    let limits = &shared.limits;
+    let head_timeout = shared.config.head_timeout;
+    // A pipelined request already begun is due a head time-out from now.
+    let mut deadline = deadline.or_else(|| (*filled > 0).then(|| Instant::now() + head_timeout));
+    let mut scanned = 0;
+    loop {
+        // Empty lines before a request line are allowed (RFC 9112, 2.2): drop them.
+        let blank = buf[..*filled]
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if blank > 0 {
+            buf.copy_within(blank..*filled, 0);
+            *filled -= blank;
+            scanned = 0;
+        }
+        if *filled > 0 {
+            if let Some(end) = head::head_end(&buf[..*filled], scanned, limits)? {
+                return Ok(end);
+            }
+            scanned = *filled;
+        }
+        if *filled == buf.len() {
+            if buf.len() >= limits.max_head() {
+                // head_end refuses a head over its limits before it gets this long.
+                return Err(
+                    ApiError::HeaderTooLarge("the request head is too large".into()).into(),
+                );
+            }
+            let grown = (buf.len() * 2).clamp(HEAD_BUFFER, limits.max_head());
+            buf.resize(grown, 0);
+        }
+        let waiting = *filled == 0;
+        if waiting {
+            tracked.set_idle(true);
+        }
+        let result = match deadline {
+            Some(deadline) => sock.read_by(&mut buf[*filled..], deadline),
+            None => sock.read_for(&mut buf[*filled..], shared.config.idle_timeout),
+        };
+        if waiting {
+            tracked.set_idle(false);
+        }
+        match result {
+            Ok(0) if *filled == 0 => return Err(Failure::Closed),
+            Ok(0) => {
+                return Err(ApiError::BadRequest(
+                    "the connection was closed in the middle of the request head".into(),
+                )
+                .into());
+            }
+            Ok(n) => {
+                *filled += n;
+                deadline.get_or_insert_with(|| Instant::now() + head_timeout);
+            }
+            Err(e) if is_timeout(&e) && *filled > 0 => {
+                return Err(ApiError::RequestTimeout(format!(
+                    "the request head did not arrive within {head_timeout:?}"
+                ))
+                .into());
+            }
+            Err(_) => return Err(Failure::Closed),
+        }
+    }
+}
+
+/// `100 Continue`: the client waits for it before it sends the body.
+fn continue_(sock: &mut Sock, shared: &Shared) -> Result<(), Failure> {
+    sock.write_all(
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        shared.config.write_timeout,
+    )
+    .map_err(|_| Failure::Closed)
+}
+
+fn body_error(e: &io::Error, deadline_passed: bool) -> Failure {
+    if is_timeout(e) || deadline_passed {
+        ApiError::RequestTimeout("the request body did not arrive in time".into()).into()
+    } else {
+        Failure::Closed
+    }
+}
+
+/// Reads a body of `len` bytes (`have` of them already read with the head) into `body`.
+fn read_body(
+    sock: &mut Sock,
+    body: &mut Vec<u8>,
+    have: &[u8],
+    len: usize,
+    deadline: Instant,
+    reservation: &mut Reservation,
+) -> Result<(), Failure> {
+    let first = len.min(FREE_BODY.max(have.len()));
+    reservation.cover(first)?;
+    body.clear();
+    body.resize(first, 0);
+    body[..have.len()].copy_from_slice(have);
+    let mut got = have.len();
+    while got < len {
+        if got == body.len() {
+            let grown = (body.len() * 2).clamp(FREE_BODY, len);
+            reservation.cover(grown)?;
+            body.resize(grown, 0);
+        }
+        match sock.read_by(&mut body[got..], deadline) {
+            Ok(0) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the body ended after {got} of {len} bytes"
+                ))
+                .into());
+            }
+            Ok(n) => got += n,
+            Err(e) => return Err(body_error(&e, Instant::now() >= deadline)),
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of a chunked body, as they come: what was read with the head, then the socket.
+struct Incoming<'a, 's> {
+    sock: &'a mut Sock<'s>,
+    buf: Vec<u8>,
+    pos: usize,
+    deadline: Instant,
+}
+
+impl Incoming<'_, '_> {
+    /// At least one unread byte in `buf[pos..]`.
+    fn fill(&mut self) -> Result<(), Failure> {
+        if self.pos < self.buf.len() {
+            return Ok(());
+        }
+        self.buf.resize(16 << 10, 0);
+        self.pos = 0;
+        match self.sock.read_by(&mut self.buf, self.deadline) {
+            Ok(0) => {
+                self.buf.clear();
+                Err(ApiError::BadRequest("the chunked body ended early".into()).into())
+            }
+            Ok(n) => {
+                self.buf.truncate(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.clear();
+                Err(body_error(&e, Instant::now() >= self.deadline))
+            }
+        }
+    }
+
+    /// One line without its line end, at most `max` bytes long.
+    fn line(&mut self, max: usize, line: &mut Vec<u8>) -> Result<(), Failure> {
+        line.clear();
+        loop {
+            self.fill()?;
+            let byte = self.buf[self.pos];
+            self.pos += 1;
+            match byte {
+                b'\n' => {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Ok(());
+                }
+                _ if line.len() >= max => {
+                    return Err(ApiError::BadRequest(format!(
+                        "a line of the chunked body is over {max} bytes"
+                    ))
+                    .into());
+                }
+                _ => line.push(byte),
+            }
+        }
+    }
+}
+
+/// Reads a chunked body into `body`, within `MAX_BODY_BYTES` and the budget.
+fn read_chunked(
+    sock: &mut Sock,
+    body: &mut Vec<u8>,
+    have: &[u8],
+    limits: &HeadLimits,
+    deadline: Instant,
+    reservation: &mut Reservation,
+) -> Result<(), Failure> {
+    let mut incoming = Incoming {
+        sock,
+        buf: have.to_vec(),
+        pos: 0,
+        deadline,
+    };
+    let mut line = Vec::new();
+    body.clear();
+    loop {
+        incoming.line(CHUNK_LINE, &mut line)?;
+        let size_text = line
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let size = std::str::from_utf8(size_text)
+            .ok()
+            .filter(|text| !text.is_empty() && text.len() <= 15)
+            .and_then(|text| u64::from_str_radix(text, 16).ok())
+            .ok_or_else(|| ApiError::BadRequest("malformed chunk size".into()))?;
+        if size == 0 {
+            break;
+        }
+        let total = (body.len() as u64).saturating_add(size);
+        if total > limits.max_body {
+            return Err(ApiError::PayloadTooLarge(limits.max_body).into());
+        }
+        let mut left = size as usize;
+        while left > 0 {
+            incoming.fill()?;
+            let take = left.min(incoming.buf.len() - incoming.pos);
+            if body.len() + take > body.capacity() {
+                let grown = (body.len() + take)
+                    .max(body.capacity() * 2)
+                    .clamp(FREE_BODY, total as usize);
+                reservation.cover(grown)?;
+                body.reserve_exact(grown - body.len());
+            }
+            body.extend_from_slice(&incoming.buf[incoming.pos..incoming.pos + take]);
+            incoming.pos += take;
+            left -= take;
+        }
+        incoming.line(0, &mut line)?;
+    }
+    // Trailer fields, if any, until the empty line; counted against the header limit.
+    let mut trailers = 0;
+    loop {
+        incoming.line(limits.header_bytes, &mut line)?;
+        if line.is_empty() {
+            return Ok(());
+        }
+        trailers += line.len() + 2;
+        if trailers > limits.header_bytes {
+            return Err(ApiError::HeaderTooLarge("the trailer section is too large".into()).into());
+        }
+    }
+}
+
+/// Writes `reply`: a small JSON body goes out with the head in one write.
+fn send(
+    sock: &mut Sock,
+    reply: Reply,
+    (out, chunk): (&mut Vec<u8>, &mut Vec<u8>),
+    head_only: bool,
+    connection: Option<&str>,
+    timeout: Duration,
+) -> io::Result<()> {
+    out.clear();
+    reply.write_head(out, connection);
+    let body: &[u8] = match &reply.body {
+        _ if head_only => &[],
+        Body::Empty | Body::File(..) => &[],
+        Body::Json(bytes) => bytes,
+        Body::SharedJson(bytes) => bytes,
+    };
+    if body.len() <= WRITE_PIECE {
+        out.extend_from_slice(body);
+        sock.write_all(out, timeout)?;
+    } else {
+        sock.write_all(out, timeout)?;
+        sock.write_all(body, timeout)?;
+    }
+    if let Body::Json(bytes) = reply.body {
+        super::recycle(bytes);
+        return Ok(());
+    }
+    if let (Body::File(file, len), false) = (reply.body, head_only) {
+        chunk.resize(WRITE_PIECE, 0);
+        let mut file = file.take(len);
+        loop {
+            match file.read(chunk) {
+                Ok(0) => break,
+                Ok(n) => sock.write_all(&chunk[..n], timeout)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After an error answer: says that nothing more comes, then reads and drops what the client
+/// still sends for a moment, so that its unread bytes do not reset the connection (and the
+/// answer with it) before the client has read the answer.
+fn linger(sock: &mut Sock, scratch: &mut Vec<u8>) {
+    if sock.stream.shutdown(Close::Write).is_err() {
+        return;
+    }
+    scratch.resize(16 << 10, 0);
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match sock.read_by(scratch, deadline) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
