@@ -181,3 +181,45 @@ fn hanging_nodes_do_not_delay_the_checks_of_the_others() {
         || alive(&supernode) == [live.location()],
     );
 }
+
+#[test]
+fn a_burst_of_manual_sweeps_costs_one_sweep_and_holds_nobody_else() {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1)
+        .env("HEALTH_TIMEOUT_MS", "1000")
+        .start();
+    let hanging = TcpListener::bind("127.0.0.1:0").unwrap();
+    let id = absent_id(7);
+    let body = serde_json::json!({
+        "location": hanging.local_addr().unwrap().to_string(),
+        "resources": [{"id": id, "name": "never served"}],
+    });
+    let registered = supernode.post("/api/supernode/register", body.to_string().as_bytes());
+    assert_eq!(registered.status, 204);
+
+    // Sixteen at once (as many as HTTP_WORKERS): one after another they would take 16 s, each
+    // holding a thread. Before: every worker was pinned for about 30 s.
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let sweeps: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| supernode.get("/api/supernode/xxx").status))
+            .collect();
+        assert_served(
+            supernode.addr,
+            &format!("/api/supernode/search/{id}"),
+            "16 manual sweeps",
+        );
+        for sweep in sweeps {
+            assert_eq!(sweep.join().unwrap(), 204);
+        }
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(3500),
+        "the burst took {took:?}"
+    );
+    let sweeps = supernode.count_logged("missed a health check");
+    assert!((1..=2).contains(&sweeps), "{sweeps} sweeps for 16 requests");
+    // A node slow in two sweeps a moment apart has missed one period's check, not two.
+    assert_eq!(alive(&supernode).len(), 1);
+}

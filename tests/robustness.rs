@@ -62,6 +62,20 @@ fn oversized_bodies_and_garbage_requests_get_errors_and_the_server_lives_on() {
             many.join(",")
         ))
         .assert_error(400);
+    // Counted before any is parsed: a long list of junk is refused for its length.
+    let junk = supernode.get(&format!(
+        "/api/supernode/search?hash_ids={}",
+        vec!["x"; 5000].join(",")
+    ));
+    junk.assert_error(400);
+    assert!(
+        junk.json()["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("5000 ids asked"),
+        "{}",
+        junk.json()
+    );
 
     // Still serving, and a normal registration still works.
     let ok = r#"{"location":"127.0.0.1:9","resources":[]}"#;

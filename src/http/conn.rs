@@ -48,6 +48,7 @@ pub(super) struct Shared {
     pub budget: Budget,
     /// One throttled log line per kind of refusal.
     pub refusals: [Throttle; 8],
+    pub slow_readers: Throttle,
 }
 
 impl Shared {
@@ -68,6 +69,17 @@ impl Shared {
                 "http: {} to {peer}: {} ({count} such answer(s) since the last report)",
                 error.status(),
                 error.description()
+            );
+        }
+    }
+}
+
+impl Shared {
+    fn log_slow_reader(&self, peer: SocketAddr) {
+        if let Some(count) = self.slow_readers.hit() {
+            log::warn!(
+                "http: dropped {peer}: it did not take its answer within {:?} (HTTP_WRITE_TIMEOUT_MS; {count} dropped since the last report)",
+                self.config.write_timeout
             );
         }
     }
@@ -380,7 +392,12 @@ fn one_request(
         );
     }
     drop(reservation);
-    written.map_err(|_| Failure::Closed)?;
+    if let Err(e) = written {
+        if is_timeout(&e) {
+            shared.log_slow_reader(tracked.peer);
+        }
+        return Err(Failure::Closed);
+    }
     // Whatever follows the request is the start of the next one (pipelining).
     bufs.head.copy_within(consumed..*filled, 0);
     *filled -= consumed;

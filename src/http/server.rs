@@ -78,6 +78,7 @@ impl HttpServer {
             handler,
             shutdown,
             refusals: std::array::from_fn(|_| Throttle::new(REPORT_PERIOD)),
+            slow_readers: Throttle::new(REPORT_PERIOD),
         });
         let (jobs, queue) = bounded(0);
         let pool = Pool {
@@ -146,20 +147,23 @@ pub(super) struct Tracked {
     pub peer: SocketAddr,
     id: u64,
     epoch: Instant,
-    /// Milliseconds since `epoch` (plus one) when it last started waiting for a request with
+    /// Microseconds since `epoch` (plus one) since when it has waited for a request with
     /// nothing of it read yet; 0 while a request is in progress.
     idle_since: AtomicU64,
     evicted: AtomicBool,
 }
 
 impl Tracked {
+    /// Marks the connection idle (keeping the time it became so) or busy.
     pub fn set_idle(&self, idle: bool) {
-        let since = if idle {
-            self.epoch.elapsed().as_millis() as u64 + 1
+        if idle {
+            let now = self.epoch.elapsed().as_micros() as u64 + 1;
+            let _ = self
+                .idle_since
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         } else {
-            0
-        };
-        self.idle_since.store(since, Ordering::Relaxed);
+            self.idle_since.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -237,9 +241,9 @@ impl Registry {
                 .filter(|c| !c.evicted.load(Ordering::Relaxed))
                 .filter_map(|c| match c.idle_since.load(Ordering::Relaxed) {
                     0 => None,
-                    since => Some((since, c)),
+                    since => Some(((since, c.id), c)),
                 })
-                .min_by_key(|(since, _)| *since)
+                .min_by_key(|(age, _)| *age)
                 .map(|(_, c)| c.clone());
             let Some(idlest) = idlest else {
                 return Err((stream, Refusal::Full));
@@ -262,7 +266,8 @@ impl Registry {
             peer,
             id: slots.next_id,
             epoch: self.epoch,
-            idle_since: AtomicU64::new(0),
+            // Nothing read yet: idle until its thread has a request in hand.
+            idle_since: AtomicU64::new(self.epoch.elapsed().as_micros() as u64 + 1),
             evicted: AtomicBool::new(false),
         });
         slots.conns.insert(tracked.id, tracked.clone());

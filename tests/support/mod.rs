@@ -60,6 +60,7 @@ pub struct Launch {
     name: String,
     args: Vec<String>,
     env: HashMap<String, String>,
+    nofile: Option<u64>,
 }
 
 impl Launch {
@@ -94,6 +95,7 @@ impl Launch {
             name: name.into(),
             args: vec![role.into()],
             env: HashMap::new(),
+            nofile: None,
         };
         launch
             .env("LHOST", "127.0.0.1")
@@ -115,6 +117,12 @@ impl Launch {
         self
     }
 
+    /// Runs the instance with its open-files limit (soft and hard) at `files`, as `ulimit -n`.
+    pub fn nofile(mut self, files: u64) -> Launch {
+        self.nofile = Some(files);
+        self
+    }
+
     /// Starts the instance and waits until it listens.
     pub fn start(self) -> Proc {
         let mut proc = self.spawn();
@@ -127,14 +135,28 @@ impl Launch {
 
     /// Starts the process without waiting for anything (for start-up failures).
     pub fn spawn(self) -> Proc {
-        let mut command = Command::new(BIN);
+        let mut command = match self.nofile {
+            // util-linux's prlimit sets the limit and runs the binary in its place.
+            Some(files) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={files}:{files}"))
+                    .arg("--")
+                    .arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Keep the test's own environment out: only the keys the test gives count.
-        command.env_clear().envs(&self.env);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(&self.env);
         let mut child = command.spawn().expect("start superpeer");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, listening) = bounded(1);
@@ -205,6 +227,16 @@ impl Proc {
         });
     }
 
+    /// How many log lines contain `text`.
+    pub fn count_logged(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+
     pub fn logged(&self, text: &str) -> bool {
         self.log
             .lock()
@@ -227,6 +259,11 @@ impl Proc {
 
     pub fn kill(mut self) {
         self.stop();
+    }
+
+    /// Whether the process still runs (it did not crash or exit).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     fn stop(&mut self) {
@@ -399,5 +436,46 @@ pub fn wait_registered(supernode: &Proc, nodes: &[&Proc]) {
             let live = alive(supernode);
             nodes.iter().all(|n| live.contains(&n.location()))
         },
+    );
+}
+
+/// A connection to `addr` from the source address `from` (127.0.0.2 plays the attacker, so that
+/// limits per address do not touch the clients on 127.0.0.1). `None` when refused or not
+/// accepted within 2 s.
+pub fn connect_from(addr: SocketAddr, from: &str) -> Option<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    let source: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&source.into()).ok()?;
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(2))
+        .ok()?;
+    Some(socket.into())
+}
+
+/// One request on a fresh connection from 127.0.0.1: the status and how long the answer took
+/// (`None` when there was no answer within 5 s).
+pub fn probe(addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
+    let started = Instant::now();
+    let answer = (|| {
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    })();
+    (answer, started.elapsed())
+}
+
+/// Asserts that a fresh client gets `200` for `path` within 500 ms (`during` says when).
+pub fn assert_served(addr: SocketAddr, path: &str, during: &str) {
+    let (status, took) = probe(addr, path);
+    assert_eq!(status, Some(200), "{during}: a fresh client got {status:?}");
+    assert!(
+        took <= Duration::from_millis(500),
+        "{during}: a fresh client waited {took:?}"
     );
 }
