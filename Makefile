@@ -25,7 +25,7 @@ given = $(if $(filter command line override,$(origin $1)),$(strip $($1)))
 env_if = $(if $(call given,$2),$1='$(call given,$2)' )
 
 .DEFAULT_GOAL := help
-.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist dist-target lab lab-down lab-test bench clean
+.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist dist-target lab lab-down lab-test bench attack fuzz clean
 
 # List the targets and how to start an instance.
 help:
@@ -45,6 +45,8 @@ help:
 	@echo '  lab       the seed'"'"'s 3 hosts as network namespaces (root); lab-down stops it'
 	@echo '  lab-test  the demonstration across the lab'"'"'s hosts, then the fault drills'
 	@echo '  bench     every benchmark, with references measured in the same run'
+	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx (root)'
+	@echo '  fuzz      the fuzz targets (cargo fuzz, nightly), FUZZ_SECONDS each (600)'
 	@echo '  clean     remove target/ and dist/'
 	@echo
 	@echo 'Usage:'
@@ -131,6 +133,15 @@ lab-test: dist
 # Every benchmark, against references measured in the same run: bench/results.md.
 bench:
 	cd '$(ROOT)' && bash bench/run.sh
+
+# slowhttptest's four attacks against a supernode, a node and nginx, in namespaces (root):
+# bench/attack.md. ATTACK_CONNECTIONS (1000) and ATTACK_SECONDS (30) shorten it.
+attack:
+	cd '$(ROOT)' && bash scripts/attack.sh
+
+# Every fuzz target for FUZZ_SECONDS (600) each; the corpus is kept in fuzz/corpus.
+fuzz:
+	cd '$(ROOT)' && bash scripts/fuzz.sh
 
 # Remove the build output.
 clean:

@@ -26,8 +26,8 @@ pub struct SupernodeService {
     max_ids: usize,
 }
 
-/// A registration; names are borrowed from the body where they can be (no escapes), so a list
-/// of 100,000 resources costs no allocation per name.
+/// A registration body; names are borrowed from the body where they can be (no escapes), so a
+/// list of 100,000 resources costs no allocation per name.
 #[derive(Deserialize)]
 struct RegisterBody<'a> {
     #[serde(default)]
@@ -38,10 +38,35 @@ struct RegisterBody<'a> {
 }
 
 #[derive(Deserialize)]
-struct RegisterResource<'a> {
-    id: ResourceId,
+pub struct RegisterResource<'a> {
+    pub id: ResourceId,
     #[serde(default, borrow)]
-    name: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+}
+
+/// A registration as the supernode accepts it: the JSON well formed, the location a
+/// `host:port`, the name defaulting to the location.
+pub struct Registration<'a> {
+    pub name: String,
+    pub location: String,
+    pub resources: Vec<RegisterResource<'a>>,
+}
+
+/// Reads a `POST /api/supernode/register` body: a 400 that says what is wrong, or the
+/// registration.
+pub fn parse_registration(body: &[u8]) -> Result<Registration<'_>, ApiError> {
+    let body: RegisterBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    wire::check_location(&body.location).map_err(ApiError::BadRequest)?;
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| body.location.clone());
+    Ok(Registration {
+        name,
+        location: body.location,
+        resources: body.resources,
+    })
 }
 
 #[derive(Deserialize)]
@@ -121,28 +146,24 @@ impl SupernodeService {
     }
 
     fn register(&self, request: &Request) -> Result<Reply, ApiError> {
-        let body: RegisterBody = request.json()?;
-        wire::check_location(&body.location).map_err(ApiError::BadRequest)?;
-        let count = body.resources.len();
-        let name = body
-            .name
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| body.location.clone());
-        let resources = body.resources.into_iter().map(|r| (r.id, r.name));
+        let Registration {
+            name,
+            location,
+            resources,
+        } = parse_registration(request.body)?;
+        let count = resources.len();
+        let resources = resources.into_iter().map(|r| (r.id, r.name));
         let again = self
             .index
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .register(&body.location, name.clone(), resources);
+            .register(&location, name.clone(), resources);
         let verb = if again {
             "registered again"
         } else {
             "registered"
         };
-        log::info!(
-            "node {} ({name}) {verb} with {count} resources",
-            body.location
-        );
+        log::info!("node {location} ({name}) {verb} with {count} resources");
         Ok(Reply::no_content())
     }
 

@@ -16,6 +16,7 @@
 //! | `startup`    | starts a node, times it until it logs that it registered |
 //! | `timecmd`    | times a command |
 //! | `farm`       | 1,000 fake nodes for the liveness sweep: 900 answer, 100 hang |
+//! | `probe`      | a fresh client every few ms for N seconds: availability second by second |
 
 mod http;
 
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         "startup" => startup(rest),
         "timecmd" => timecmd(rest),
         "farm" => Opts::parse(rest).and_then(|o| farm(&o)),
+        "probe" => Opts::parse(rest).and_then(|o| probe(&o)),
         other => Err(format!("unknown subcommand {other:?}")),
     };
     match result {
@@ -109,9 +111,12 @@ impl Opts {
         let addr: SocketAddr = text
             .parse()
             .map_err(|_| format!("--addr: not host:port: {text:?}"))?;
-        if !addr.ip().is_loopback() {
+        // Loopback, or the attack lab's own network (scripts/attack.sh), which exists only
+        // inside the namespaces it makes.
+        let lab = matches!(addr.ip(), std::net::IpAddr::V4(ip) if ip.octets()[..3] == [10, 77, 0]);
+        if !addr.ip().is_loopback() && !lab {
             return Err(format!(
-                "--addr {addr}: only loopback addresses are allowed"
+                "--addr {addr}: only loopback addresses (or the attack lab's 10.77.0.0/24) are allowed"
             ));
         }
         Ok(addr)
@@ -1015,4 +1020,55 @@ fn farm(o: &Opts) -> Res<()> {
     // The listener threads block in accept: leave by exiting the process.
     io::stdout().flush().ok();
     std::process::exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// probe: is the server available to a fresh client, second by second?
+
+/// `--addr A --path P --seconds N [--every-ms 100] [--limit-ms 500]`: a GET on a fresh
+/// connection every `every-ms`; a second counts as available when every probe in it got a 200
+/// within `limit-ms`. Prints the timeline (`#` available, `.` not) and the counts.
+fn probe(o: &Opts) -> Res<()> {
+    let addr = o.addr()?;
+    let path = o.str("path")?.to_string();
+    let seconds: u64 = o.num("seconds", None)?;
+    let every = Duration::from_millis(o.num("every-ms", Some(100))?);
+    let limit = Duration::from_millis(o.num("limit-ms", Some(500))?);
+    let started = Instant::now();
+    let mut per_second = vec![(0u32, 0u32); seconds as usize];
+    let mut worst = Duration::ZERO;
+    let mut statuses: HashMap<String, u32> = HashMap::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let second = started.elapsed().as_secs() as usize;
+        let sent = Instant::now();
+        // A fresh connection each time, as a new client would open.
+        let mut conn = Conn::new(addr, limit.max(Duration::from_secs(2)));
+        let answer = conn.get(&path);
+        let took = sent.elapsed();
+        worst = worst.max(took);
+        let ok = matches!(&answer, Ok(r) if r.status == 200) && took <= limit;
+        let label = match &answer {
+            Ok(r) => r.status.to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        *statuses.entry(label).or_default() += 1;
+        if let Some(slot) = per_second.get_mut(second) {
+            slot.0 += u32::from(ok);
+            slot.1 += 1;
+        }
+        thread::sleep(every.saturating_sub(sent.elapsed()));
+    }
+    let timeline: String = per_second
+        .iter()
+        .map(|&(ok, all)| if all > 0 && ok == all { '#' } else { '.' })
+        .collect();
+    let available = timeline.chars().filter(|&c| c == '#').count();
+    let mut statuses: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    statuses.sort();
+    println!(
+        "seconds={seconds} available={available} worst_ms={:.1} answers={} timeline={timeline}",
+        worst.as_secs_f64() * 1e3,
+        statuses.join(",")
+    );
+    Ok(())
 }
