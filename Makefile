@@ -80,13 +80,17 @@ r-node:
 test:
 	cd '$(ROOT)' && $(CARGO) test
 
-# Check the formatting without changing anything.
+# Check the formatting without changing anything (the bench tools and fuzz targets too).
 fmt:
 	cd '$(ROOT)' && $(CARGO) fmt --all -- --check
+	cd '$(ROOT)' && $(CARGO) fmt --manifest-path bench/tools/Cargo.toml -- --check
+	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 # Format the code in place.
 fmt-fix:
 	cd '$(ROOT)' && $(CARGO) fmt --all
+	cd '$(ROOT)' && $(CARGO) fmt --manifest-path bench/tools/Cargo.toml
+	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 # Lint everything, warnings included.
 lint:

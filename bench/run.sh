@@ -301,18 +301,7 @@ install_tools() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     ((${#missing[@]})) || return 0
     say "installing ${missing[*]} (apt-get)"
-    local sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    # No service may start on installation (nginx would listen on every address, port 80).
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy" && made_policy=1
-    fi
-    "${sudo[@]}" apt-get update -qq >/dev/null 2>&1
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1
-    local rc=$?
-    ((made_policy)) && "${sudo[@]}" rm -f "$policy"
-    return $rc
+    bash "$ROOT/scripts/apt-install.sh" "${missing[@]}" >"$LOGS/apt.log" 2>&1
 }
 
 build() {
@@ -454,6 +443,27 @@ m1_local_wrk() {
     row 1 "supernode local search, wrk keep-alive" "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A")" \
         "nginx $(fmt "$RPS_B") req/s" "$ratio" ">= 0.5 x nginx" \
         "$(verdict "$ratio >= 0.5 && $BAD_A == 0")"
+}
+
+# The static binary (make dist's, the one the VMs run) against the release one, on the same
+# local searches of the same index: allocations per request are what set them apart.
+m1s_local_static() {
+    [[ -n "${PORT[a]:-}" && -n "${STATIC_BIN:-}" ]] || return 1
+    mapfile -t envs < <(super_env 3 1)
+    start s supernode "$STATIC_BIN" 27012 "${envs[@]}" || return 1
+    if ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[s]}" --seed 1 --nodes 1 --per 15 \
+        --port-base 27801 >/dev/null 2>&1 ||
+        ! wrk_pair "local search, static ($STATIC_KIND)" "http://$HOST:${PORT[s]}" "$A_PATHS" \
+            "local search, release" "http://$HOST:${PORT[a]}" "$A_PATHS"; then
+        stop s
+        return 1
+    fi
+    stop s
+    local ratio
+    ratio=$(calc "$RPS_A / $RPS_B")
+    row 1s "supernode local search, static $STATIC_KIND binary (make dist's), wrk" \
+        "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A")" "release binary $(fmt "$RPS_B") req/s" "$ratio" \
+        ">= 0.9 x release" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
 }
 
 m2_remote_wrk() {
@@ -791,6 +801,7 @@ if ! setup_search_pair; then
 fi
 
 measure 1 "supernode local search, wrk keep-alive" m1_local_wrk
+measure 1s "supernode local search, static binary" m1s_local_static
 measure 2 "supernode remote search, wrk" m2_remote_wrk
 measure 3 "one remote search, sequential, median" m3_sequential
 measure 4 "64 concurrent remote searches x 50" m4_concurrent

@@ -44,9 +44,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
     say "installing ${need[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; } ||
-        die "cannot install ${need[*]}"
+    bash scripts/apt-install.sh "${need[@]}" || die "cannot install ${need[*]}"
 fi
 
 # Called by the trap.

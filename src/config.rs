@@ -63,6 +63,9 @@ fn unquote(value: &str) -> String {
 pub struct Settings {
     file: HashMap<String, String>,
     env: HashMap<String, String>,
+    /// Every key asked for, so a test can check that each is documented.
+    #[cfg(test)]
+    asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Settings {
@@ -90,11 +93,15 @@ impl Settings {
         Settings {
             file: file.into_iter().collect(),
             env: env.into_iter().collect(),
+            #[cfg(test)]
+            asked: Default::default(),
         }
     }
 
     /// The value of `key`, from the environment first; empty values count as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
+        #[cfg(test)]
+        self.asked.borrow_mut().insert(key.to_string());
         [&self.env, &self.file]
             .into_iter()
             .filter_map(|map| map.get(key))
@@ -556,6 +563,40 @@ mod tests {
         );
         let err = Config::from_settings(&missing, None).unwrap_err();
         assert_eq!(err.key, "RESOURCE_PATH");
+    }
+
+    #[test]
+    fn every_key_read_is_in_the_example_file() {
+        // config/example.env lists every key; scripts/clean-env.sh unsets what it lists.
+        let example = include_str!("../config/example.env");
+        let documented: Vec<(String, String)> = example
+            .lines()
+            .filter_map(|line| line.trim_start_matches('#').split_once('='))
+            .map(|(key, _)| (key.trim().to_string(), String::new()))
+            .collect();
+        let dir = std::env::temp_dir();
+        let settings = Settings::from_pairs(
+            [
+                kv("SUPERNODE_ENDPOINT", "http://127.0.0.1:5000/api/supernode"),
+                kv("RESOURCE_PATH", dir.to_str().unwrap()),
+                kv("HTTP_READ_TIMEOUT_MS", "1000"),
+            ],
+            [],
+        );
+        for role in [Role::Supernode, Role::Node] {
+            Config::from_settings(&settings, Some(role)).unwrap();
+        }
+        settings.flag("IS_SUPERNODE").unwrap();
+        settings.log_level().unwrap();
+        let missing: Vec<String> = settings
+            .asked
+            .borrow()
+            .iter()
+            .filter(|key| *key != "HTTP_READ_TIMEOUT_MS")
+            .filter(|key| !documented.iter().any(|(k, _)| k == *key))
+            .cloned()
+            .collect();
+        assert!(missing.is_empty(), "not in config/example.env: {missing:?}");
     }
 
     #[test]

@@ -483,3 +483,58 @@ fn slow_readers_of_a_large_answer_cost_only_their_own_connections() {
     assert!(node.is_running());
     assert_eq!(listing_len(&node), 10_000);
 }
+
+#[test]
+fn bodies_beyond_the_memory_budget_get_a_503_and_others_are_served() {
+    let _alone = alone();
+    let mut target = Target::supernode(|launch| {
+        launch
+            .env("MAX_BODY_BYTES", "1000000")
+            .env("BODY_MEMORY_BYTES", "1000000")
+    });
+    let addr = target.addr();
+    let head =
+        "POST /api/supernode/register HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+    let chunk = vec![b' '; 100_000];
+    let mut stalled: Vec<TcpStream> = connections(addr, 2);
+    let answers = target.during("two large bodies that stall", || {
+        // Each sends 600 KB of its 1 MB and stalls: both cannot fit in the 1 MB budget, and
+        // whichever grows past it second gets the 503 (the other still waits for its body).
+        for stream in &mut stalled {
+            stream.write_all(head.as_bytes()).unwrap();
+        }
+        for _ in 0..6 {
+            for stream in &mut stalled {
+                let _ = stream.write_all(&chunk);
+            }
+        }
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = stalled
+                .iter_mut()
+                .map(|stream| scope.spawn(move || status_of(stream, Duration::from_secs(3))))
+                .collect();
+            let mut answers: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+            answers.sort();
+            answers
+        })
+    });
+    assert_eq!(answers, [None, Some(503)]);
+    target
+        .proc
+        .wait_log("503 to 127.0.0.2", Duration::from_secs(5));
+    // The budget comes back with the connection that held it.
+    drop(stalled);
+    let body = format!(
+        r#"{{"location":"127.0.0.1:9","resources":[],"pad":"{}"}}"#,
+        "x".repeat(500_000)
+    );
+    wait_until(
+        "a large body accepted again",
+        Duration::from_secs(5),
+        || {
+            let answer = target.proc.post("/api/supernode/alive", body.as_bytes());
+            answer.status == 204
+        },
+    );
+    target.assert_intact();
+}

@@ -407,3 +407,29 @@ fn unknown_group_size_learns_the_peers_that_answer() {
         started.elapsed()
     );
 }
+
+#[test]
+fn made_up_peer_names_fill_a_bounded_list_not_memory() {
+    let group = group();
+    let supernode = Launch::supernode("s1", &group, 0)
+        .env("SEARCH_TIMEOUT_MS", "300")
+        .start();
+    let peer = Peer::join(&group);
+    let zero = "0".repeat(64);
+    // 3,000 "supernodes" that each answer the discovery ping once: at most 1,024 are kept.
+    // (Paced, so that the socket's receive buffer does not drop them.)
+    for n in 0..3000 {
+        peer.send(format!("made-up-{n};22;{zero}").as_bytes());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // The supernode read them all (its own query, sent after them, comes back to it too).
+    let absent = absent_id(9);
+    wait_until("the made-up peers counted", Duration::from_secs(10), || {
+        supernode
+            .get(&format!("/api/supernode/search/{absent}"))
+            .assert_error(404);
+        supernode.logged("of 1024 peers answering")
+    });
+    assert!(!supernode.logged("of 1025 peers"));
+    assert_eq!(supernode.get("/api/supernode/alive").status, 200);
+}

@@ -391,6 +391,10 @@ fn one_request(
             started.elapsed()
         );
     }
+    // A large body's buffer goes back to the allocator before its share of the budget does.
+    if bufs.body.capacity() > KEEP_BUFFER {
+        bufs.body = Vec::new();
+    }
     drop(reservation);
     if let Err(e) = written {
         if is_timeout(&e) {
