@@ -208,34 +208,37 @@ fn two_thousand_idle_connections_under_a_1024_file_limit_leave_the_listener_serv
     }
 }
 
-#[test]
-fn slow_bodies_cost_only_their_own_connections() {
+/// 200 clients (HTTP_WORKERS is 16) from the attacker's address that send `opening`, then a
+/// little more every `every` (`more(n)` at the n-th time) while a fresh client is checked,
+/// and finally get their 408: the deadline is a total, not a wait per byte. Before: 16 of
+/// them kept every other client waiting for as long as they kept sending.
+fn slow_clients(
+    deadline_key: &str,
+    opening: &[u8],
+    every: Duration,
+    more: impl Fn(usize) -> Vec<u8>,
+) {
     let _alone = alone();
     let mut target = Target::supernode(|launch| {
         launch
             .env("MAX_CONNECTIONS_PER_IP", "1000")
-            .env("HTTP_BODY_TIMEOUT_MS", "3000")
+            .env(deadline_key, "2000")
     });
     let addr = target.addr();
-    // 200 registrations (HTTP_WORKERS is 16) whose bodies come a byte at a time. Before: 16
-    // of them kept every other client waiting for as long as they kept sending.
-    let mut slow = target.during("200 slow bodies", || {
+    let mut slow = target.during(&format!("200 slow clients ({deadline_key})"), || {
         let mut slow = connections(addr, 200);
         for stream in &mut slow {
-            stream
-                .write_all(b"POST /api/supernode/register HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
-                .unwrap();
+            stream.write_all(opening).unwrap();
         }
-        for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(500));
+        for n in 0..5 {
+            std::thread::sleep(every);
             for stream in &mut slow {
-                let _ = stream.write_all(b" ");
+                let _ = stream.write_all(&more(n));
             }
         }
         slow
     });
     assert_eq!(slow.len(), 200);
-    // The body deadline is a total, not a wait per byte: each gets its 408.
     for stream in &mut slow {
         assert_eq!(status_of(stream, Duration::from_secs(5)), Some(408));
     }
@@ -243,33 +246,23 @@ fn slow_bodies_cost_only_their_own_connections() {
 }
 
 #[test]
+fn slow_bodies_cost_only_their_own_connections() {
+    slow_clients(
+        "HTTP_BODY_TIMEOUT_MS",
+        b"POST /api/supernode/register HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+        Duration::from_millis(300),
+        |_| b" ".to_vec(),
+    );
+}
+
+#[test]
 fn slow_heads_cost_only_their_own_connections() {
-    let _alone = alone();
-    let mut target = Target::supernode(|launch| {
-        launch
-            .env("MAX_CONNECTIONS_PER_IP", "1000")
-            .env("HTTP_HEAD_TIMEOUT_MS", "2000")
-    });
-    let addr = target.addr();
-    let mut slow = target.during("200 slow request heads", || {
-        let mut slow = connections(addr, 200);
-        for stream in &mut slow {
-            stream
-                .write_all(b"GET /api/supernode/alive HTTP/1.1\r\n")
-                .unwrap();
-        }
-        for n in 0..5 {
-            std::thread::sleep(Duration::from_millis(300));
-            for stream in &mut slow {
-                let _ = stream.write_all(format!("X-Slow-{n}: still coming\r\n").as_bytes());
-            }
-        }
-        slow
-    });
-    for stream in &mut slow {
-        assert_eq!(status_of(stream, Duration::from_secs(5)), Some(408));
-    }
-    target.assert_intact();
+    slow_clients(
+        "HTTP_HEAD_TIMEOUT_MS",
+        b"GET /api/supernode/alive HTTP/1.1\r\n",
+        Duration::from_millis(300),
+        |n| format!("X-Slow-{n}: still coming\r\n").into_bytes(),
+    );
 }
 
 #[test]

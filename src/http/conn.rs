@@ -192,27 +192,36 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Sets a socket time-out through `set` unless it is already `timeout`; a time-out under a
+/// millisecond is one that has passed.
+fn arm(
+    current: &mut Option<Duration>,
+    timeout: Duration,
+    set: impl FnOnce(Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    if timeout < Duration::from_millis(1) {
+        return Err(timed_out());
+    }
+    if *current != Some(timeout) {
+        set(Some(timeout))?;
+        *current = Some(timeout);
+    }
+    Ok(())
+}
+
 impl Sock<'_> {
     fn arm_read(&mut self, timeout: Duration) -> io::Result<()> {
-        if timeout < Duration::from_millis(1) {
-            return Err(timed_out());
-        }
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = Some(timeout);
-        }
-        Ok(())
+        let stream = self.stream;
+        arm(&mut self.read_timeout, timeout, |t| {
+            stream.set_read_timeout(t)
+        })
     }
 
     fn arm_write(&mut self, timeout: Duration) -> io::Result<()> {
-        if timeout < Duration::from_millis(1) {
-            return Err(timed_out());
-        }
-        if self.write_timeout != Some(timeout) {
-            self.stream.set_write_timeout(Some(timeout))?;
-            self.write_timeout = Some(timeout);
-        }
-        Ok(())
+        let stream = self.stream;
+        arm(&mut self.write_timeout, timeout, |t| {
+            stream.set_write_timeout(t)
+        })
     }
 
     /// Reads what is there, waiting at most `timeout` for it.
