@@ -23,11 +23,12 @@ use serde::Serialize;
 
 use crate::id::ResourceId;
 
-/// One node holding one resource: the node's slot, and the resource's place in its lists.
+/// One node holding one resource: the node's slot, and where the node's names hold the name
+/// it gave the resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Holding {
     node: u32,
-    item: u32,
+    name: u32,
 }
 
 /// Marks a free entry slot (its `first.node`).
@@ -83,32 +84,48 @@ struct Node {
     generation: u64,
 }
 
-/// Many short strings in one allocation.
+/// Many short strings in one allocation, each after its length (LEB128): a name is found with
+/// one read where it is, not one in a table of ends and one in the text. A node's names come
+/// from one request body (at most `MAX_BODY_BYTES`, 1 GiB), so offsets fit in 32 bits.
 #[derive(Debug, Default)]
 struct Names {
-    text: String,
-    ends: Vec<u32>,
+    bytes: Vec<u8>,
 }
 
 impl Names {
-    fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        self.ends.push(self.text.len() as u32);
+    /// Appends `name`; returns where it starts.
+    fn push(&mut self, name: &str) -> u32 {
+        let at = self.bytes.len() as u32;
+        let mut len = name.len();
+        while len >= 0x80 {
+            self.bytes.push((len & 0x7f) as u8 | 0x80);
+            len >>= 7;
+        }
+        self.bytes.push(len as u8);
+        self.bytes.extend_from_slice(name.as_bytes());
+        at
     }
 
-    fn get(&self, item: u32) -> &str {
-        let item = item as usize;
-        let start = if item == 0 {
-            0
-        } else {
-            self.ends[item - 1] as usize
-        };
-        &self.text[start..self.ends[item] as usize]
+    fn get(&self, at: u32) -> &str {
+        let mut i = at as usize;
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&byte) = self.bytes.get(i) {
+            i += 1;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 || shift >= usize::BITS as usize {
+                break;
+            }
+        }
+        // Only whole names were pushed, each valid UTF-8.
+        self.bytes
+            .get(i..i.saturating_add(len))
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .unwrap_or_default()
     }
 
     fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
+        self.bytes.shrink_to_fit();
     }
 }
 
@@ -132,7 +149,7 @@ pub struct FileView<'a> {
 impl<'a> FileView<'a> {
     pub fn name(&self) -> &'a str {
         let first = self.index.node(self.entry.first.node);
-        first.names.get(self.entry.first.item)
+        first.names.get(self.entry.first.name)
     }
 
     pub fn location(&self) -> &'a str {
@@ -234,9 +251,9 @@ impl Index {
             ..
         } = self;
         for (id, resource_name) in resources {
-            let holding = Holding {
+            let mut holding = || Holding {
                 node: node_slot,
-                item: items.len() as u32,
+                name: names.push(resource_name.as_ref()),
             };
             let hash = hasher.hash_one(id);
             let slot = match table.find(hash, |&slot| entries[slot as usize].id == id) {
@@ -246,10 +263,11 @@ impl Index {
                     if entry.holders().any(|h| h.node == node_slot) {
                         continue;
                     }
-                    entry.add(holding);
+                    entry.add(holding());
                     slot
                 }
                 None => {
+                    let holding = holding();
                     let entry = Entry {
                         id,
                         first: holding,
@@ -270,7 +288,6 @@ impl Index {
                 }
             };
             items.push(slot);
-            names.push(resource_name.as_ref());
         }
         items.shrink_to_fit();
         names.shrink_to_fit();
@@ -481,6 +498,24 @@ mod tests {
             "stale sweep result"
         );
         assert!(index.is_registered("a:1"));
+    }
+
+    #[test]
+    fn names_of_any_length_come_back() {
+        let mut names = Names::default();
+        let long = "é".repeat(20_000);
+        let texts = [
+            "",
+            "a.txt",
+            &"x".repeat(127),
+            &"y".repeat(128),
+            &long,
+            "sub/ü.txt",
+        ];
+        let at: Vec<u32> = texts.iter().map(|t| names.push(t)).collect();
+        for (text, at) in texts.iter().zip(at) {
+            assert_eq!(names.get(at), *text);
+        }
     }
 
     #[test]
