@@ -5,7 +5,9 @@
 //! section over its limit a 431 as soon as that many bytes are in, never after buffering more.
 //! Parsing itself is `httparse`'s (the parser of hyper and ureq).
 
-use httparse::{EMPTY_HEADER, Header, Status};
+use std::mem::MaybeUninit;
+
+use httparse::{Header, Status};
 
 use crate::error::ApiError;
 
@@ -110,12 +112,12 @@ fn uri_too_long(limits: &HeadLimits) -> ApiError {
 /// Parses a complete head (`buf` as [`head_end`] measured it) into `storage`.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut [Header<'b>],
+    storage: &'h mut [MaybeUninit<Header<'b>>],
     limits: &HeadLimits,
 ) -> Result<Head<'h, 'b>, ApiError> {
     let max = limits.headers.min(storage.len());
-    let mut request = httparse::Request::new(&mut storage[..max]);
-    match request.parse(buf) {
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buf, &mut storage[..max]) {
         Ok(Status::Complete(_)) => {}
         Ok(Status::Partial) => return Err(bad("the request head is incomplete")),
         Err(httparse::Error::TooManyHeaders) => {
@@ -230,9 +232,10 @@ fn bad(what: &str) -> ApiError {
     ApiError::BadRequest(what.to_string())
 }
 
-/// A fresh array for [`parse`].
-pub fn header_storage<'b>() -> [Header<'b>; MAX_HEADERS_LIMIT] {
-    [EMPTY_HEADER; MAX_HEADERS_LIMIT]
+/// Room for [`parse`] to put the header fields, left uninitialised: filling 8 KiB for every
+/// request would cost more than parsing it.
+pub fn header_storage<'b>() -> [MaybeUninit<Header<'b>>; MAX_HEADERS_LIMIT] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT]
 }
 
 #[cfg(test)]
