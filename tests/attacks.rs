@@ -328,17 +328,22 @@ fn connections_over_the_per_address_cap_get_a_503_and_others_are_served() {
     target.assert_intact();
 }
 
-#[test]
-fn at_the_total_cap_the_longest_idle_connection_makes_room() {
-    let _alone = alone();
-    let mut target = Target::supernode(|launch| {
+/// A supernode that takes 16 connections in all, from any number of addresses.
+fn capped_at_16() -> Target {
+    Target::supernode(|launch| {
         launch
             .env("MAX_CONNECTIONS", "16")
             .env("MAX_CONNECTIONS_PER_IP", "1000")
-    });
+    })
+}
+
+#[test]
+fn at_the_total_cap_the_longest_idle_connection_makes_room() {
+    let _alone = alone();
+    let mut target = capped_at_16();
     let addr = target.addr();
-    let mut idle = connections(addr, 16);
-    assert_eq!(idle.len(), 16);
+    let mut full = connections(addr, 16);
+    assert_eq!(full.len(), 16);
     assert_served(
         addr,
         &target.path(),
@@ -346,35 +351,32 @@ fn at_the_total_cap_the_longest_idle_connection_makes_room() {
     );
     // The first of them, idle the longest, was closed to make room.
     let mut byte = [0u8; 1];
-    idle[0]
+    full[0]
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    assert!(matches!(idle[0].read(&mut byte), Ok(0)));
-    drop(idle);
+    assert!(matches!(full[0].read(&mut byte), Ok(0)));
+    drop(full);
     target.assert_intact();
 }
 
 #[test]
 fn at_the_total_cap_with_every_connection_busy_a_new_one_gets_a_503() {
     let _alone = alone();
-    let mut target = Target::supernode(|launch| {
-        launch
-            .env("MAX_CONNECTIONS", "16")
-            .env("MAX_CONNECTIONS_PER_IP", "1000")
-    });
+    let mut target = capped_at_16();
     let addr = target.addr();
+    let mut full = connections(addr, 16);
+    assert_eq!(full.len(), 16);
     // Connections in the middle of a request are not idle: with all of them busy, a new one
     // gets a 503 at once, and is served again once they are gone. (The 100 Continue says the
     // server has read the head and waits for the body.)
-    let mut busy = connections(addr, 16);
-    for stream in &mut busy {
+    for stream in &mut full {
         stream
             .write_all(b"POST /api/supernode/register HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n")
             .unwrap();
         assert_eq!(status_of(stream, Duration::from_secs(5)), Some(100));
     }
     assert_eq!(probe(addr, &target.path()).0, Some(503));
-    drop(busy);
+    drop(full);
     wait_until("the places given back", Duration::from_secs(5), || {
         probe(addr, &target.path()).0 == Some(200)
     });
