@@ -50,7 +50,13 @@ fi
 # Called by the trap.
 # shellcheck disable=SC2317
 cleanup() {
-    local pid
+    local pid ns
+    # Every process started inside the two namespaces (nginx's workers too), then the rest.
+    for ns in "$SRV" "$ATK"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill "$pid" 2>/dev/null
+        done
+    done
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null
     done
@@ -92,19 +98,21 @@ ip -n "$ATK" link set v1 up
 
 in_srv() { ip netns exec "$SRV" "$@"; }
 
-start() { # name log command...
+start() { # name log command...: runs the command in the server's namespace, in the background
     local name=$1 log=$2
     shift 2
-    "$@" >"$log" 2>&1 &
+    # Not through in_srv: a function in the background is a subshell, and its PID would not be
+    # the server's (ip netns exec and env exec the command, so this one is).
+    ip netns exec "$SRV" "$@" >"$log" 2>&1 &
     PIDS+=($!)
     say "started $name (pid $!)"
 }
 
 # Everything else at its default: the limits under test are the ones users get.
-start supernode "$OUT/supernode.log" in_srv env -i LHOST=$SERVER LPORT="${PORT[supernode]}" \
+start supernode "$OUT/supernode.log" env -i LHOST=$SERVER LPORT="${PORT[supernode]}" \
     LOG_LEVEL=info MULTICAST_LOCATION=239.77.7.1:4777 MULTICAST_GROUP_SIZE=1 \
     "$BIN" supernode
-start node "$OUT/node.log" in_srv env -i LHOST=$SERVER LPORT="${PORT[node]}" LOG_LEVEL=info \
+start node "$OUT/node.log" env -i LHOST=$SERVER LPORT="${PORT[node]}" LOG_LEVEL=info \
     SUPERNODE_ENDPOINT="http://$SERVER:${PORT[supernode]}/api/supernode" \
     RESOURCE_PATH="$WORK/files" "$BIN" node
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -126,7 +134,7 @@ http {
     }
 }
 EOF
-start nginx "$OUT/nginx.log" in_srv nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+start nginx "$OUT/nginx.log" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
 
 # What each target is attacked on (a large answer, for slow reads) and probed with.
 declare -A ATTACK_PATH=(
