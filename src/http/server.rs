@@ -434,37 +434,19 @@ impl Drop for ThreadEnd<'_> {
 
 fn accept_loop(listener: &TcpListener, pool: &Pool) {
     let shutdown = &pool.shared.shutdown;
-    let registry = &pool.registry;
     let failures = Throttle::new(REPORT_PERIOD);
     let mut backoff = Duration::ZERO;
     while !shutdown.is_triggered() {
         match listener.accept() {
             Ok((stream, peer)) => {
                 backoff = Duration::ZERO;
-                match registry.admit(stream, peer) {
-                    Ok(conn) => {
-                        if let Err(e) = pool.dispatch(conn) {
-                            if let Some(count) = failures.hit() {
-                                log::warn!(
-                                    "http: cannot start a thread for {peer}: {e} ({count} failure(s) since the last report)"
-                                );
-                            }
-                            // Threads free up as connections end: give them a moment.
-                            shutdown.sleep(Duration::from_millis(10));
-                        }
-                    }
-                    Err((stream, why)) => {
-                        registry.log_refusal(peer, why);
-                        turn_away(
-                            &stream,
-                            match why {
-                                Refusal::PerAddress => {
-                                    "too many connections from your address; close some and retry"
-                                }
-                                Refusal::Full => "too many connections; retry in a moment",
-                            },
-                        );
-                    }
+                // The listener must outlive any bug in what follows: a panic costs this
+                // connection only.
+                let admitted = catch_unwind(AssertUnwindSafe(|| {
+                    admit(pool, stream, peer, &failures);
+                }));
+                if admitted.is_err() {
+                    log::error!("http: admitting {peer} panicked; the listener goes on");
                 }
             }
             Err(e)
@@ -486,6 +468,34 @@ fn accept_loop(listener: &TcpListener, pool: &Pool) {
                 }
                 shutdown.sleep(backoff);
             }
+        }
+    }
+}
+
+/// Admits a new connection and hands it to a thread, or turns it away with a 503.
+fn admit(pool: &Pool, stream: TcpStream, peer: SocketAddr, failures: &Throttle) {
+    let registry = &pool.registry;
+    match registry.admit(stream, peer) {
+        Ok(conn) => {
+            if let Err(e) = pool.dispatch(conn) {
+                if let Some(count) = failures.hit() {
+                    log::warn!(
+                        "http: cannot start a thread for {peer}: {e} ({count} failure(s) since the last report)"
+                    );
+                }
+                // Threads free up as connections end: give them a moment.
+                pool.shared.shutdown.sleep(Duration::from_millis(10));
+            }
+        }
+        Err((stream, why)) => {
+            registry.log_refusal(peer, why);
+            let reason = match why {
+                Refusal::PerAddress => {
+                    "too many connections from your address; close some and retry"
+                }
+                Refusal::Full => "too many connections; retry in a moment",
+            };
+            turn_away(&stream, reason);
         }
     }
 }
