@@ -368,7 +368,7 @@ impl Inner {
             Some(location) => {
                 log::debug!(
                     "multicast: {} asked for {id}: held at {location}",
-                    asker.from()
+                    asker.from().escape_debug()
                 );
                 Body::Found(location.to_string())
             }
@@ -391,7 +391,8 @@ impl Inner {
                     (Some(&tag), None, false) => tag,
                     _ => {
                         log::debug!(
-                            "multicast: untagged answer {location} from {from} is ambiguous; ignored"
+                            "multicast: untagged answer {location} from {} is ambiguous; ignored",
+                            from.escape_debug()
                         );
                         return;
                     }

@@ -19,6 +19,7 @@ use crate::error::{ApiError, Error};
 use crate::http::{Body, HttpServer, Method, Reply, Request};
 use crate::id::ResourceId;
 use crate::index::FileInfo;
+use crate::logging::Throttle;
 use crate::resources::{self, Catalog, ResourceInfo};
 use crate::shutdown::Shutdown;
 use crate::{Instance, parse_id, parse_id_list};
@@ -29,6 +30,8 @@ pub struct NodeService {
     upstream: Arc<Upstream>,
     /// `MAX_IDS_PER_REQUEST`.
     max_ids: usize,
+    /// Downloads refused because the file changed since it was hashed, for a throttled log line.
+    changed_files: Throttle,
 }
 
 /// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
@@ -51,6 +54,7 @@ impl NodeService {
             catalog: RwLock::new(catalog),
             upstream,
             max_ids,
+            changed_files: Throttle::new(Duration::from_secs(10)),
         }
     }
 
@@ -105,6 +109,10 @@ impl NodeService {
             .upstream
             .search(id)?
             .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
+        // The location goes into a Location header: only a plain host:port may.
+        crate::wire::check_location(&info.location).map_err(|e| {
+            ApiError::Unavailable(format!("the supernode's answer for {id} is unusable: {e}"))
+        })?;
         let url = format!("http://{}/api/node/resources/{id}{suffix}", info.location);
         Ok(Reply::data(302, "resource", &Remote { id, info }).with_location(url))
     }
@@ -115,9 +123,27 @@ impl NodeService {
             return self.resource(id, "/content");
         };
         // The path comes from the catalog, never from the request.
-        let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?.len(), f)));
+        let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?, f)));
         match opened {
-            Ok((len, file)) => Ok(Reply::new(200, Body::File(file, len))),
+            Ok((metadata, file)) if resource.unchanged(&metadata) => Ok(Reply::new(
+                200,
+                Body::File {
+                    file,
+                    len: metadata.len(),
+                    sha256: Some(id),
+                },
+            )),
+            Ok(_) => {
+                if let Some(count) = self.changed_files.hit() {
+                    log::warn!(
+                        "resource {id} ({}) changed since it was hashed: not served until the next rescan hashes it again ({count} such refusal(s) since the last report)",
+                        resource.path.display()
+                    );
+                }
+                Err(ApiError::Unavailable(format!(
+                    "resource {id} changed on disk since it was hashed; it is being looked at again"
+                )))
+            }
             Err(e) => {
                 log::warn!(
                     "resource {id} ({}) cannot be read: {e}",

@@ -6,8 +6,9 @@
 //! builds a new one, hashing again only the files whose size or modification time changed.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,8 @@ pub struct Resource {
     /// The path relative to the folder, with `/` between parts.
     pub name: String,
     pub path: PathBuf,
+    /// What the file looked like when it was hashed.
+    stamp: Stamp,
 }
 
 /// The `{"id", "name"}` pair the API shows for a resource.
@@ -42,13 +45,33 @@ impl Resource {
             name: &self.name,
         }
     }
+
+    /// Whether `metadata` (of the file as opened now) is still the file that was hashed.
+    pub fn unchanged(&self, metadata: &Metadata) -> bool {
+        Stamp::of(metadata) == self.stamp
+    }
 }
 
-/// A file's size and modification time: a file whose stamp did not change keeps its id.
+/// What identifies a file's content without reading it: which file it is (device and inode),
+/// its size, and its modification and change times. The change time cannot be set back by a
+/// user, so a file rewritten in place with its modification time restored still shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
+    file: (u64, u64),
+}
+
+impl Stamp {
+    fn of(metadata: &Metadata) -> Stamp {
+        Stamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+            file: (metadata.dev(), metadata.ino()),
+        }
+    }
 }
 
 /// Every resource of a node, by id. Files with the same content share one id; the first by
@@ -127,7 +150,9 @@ impl Catalog {
 /// cannot be read.
 pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Result<Catalog> {
     let mut files = Vec::new();
-    walk(folder, "", &mut files)?;
+    let mut outside = Vec::new();
+    let root = std::fs::canonicalize(folder)?;
+    walk(&root, folder, "", &mut files, &mut outside)?;
     let next = AtomicUsize::new(0);
     let workers = threads.clamp(1, files.len().max(1));
     let results: Vec<Result<(Resource, Stamp), PathBuf>> = std::thread::scope(|scope| {
@@ -144,6 +169,7 @@ pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Re
                                     id,
                                     name: name.clone(),
                                     path: path.clone(),
+                                    stamp,
                                 },
                                 stamp,
                             )
@@ -166,6 +192,15 @@ pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Re
     });
     let mut found = Vec::with_capacity(results.len());
     let mut unreadable = HashSet::new();
+    for path in outside {
+        if !previous.is_some_and(|p| p.unreadable.contains(&path)) {
+            log::warn!(
+                "skipping {}: a link to a file outside the folder",
+                path.display()
+            );
+        }
+        unreadable.insert(path);
+    }
     for result in results {
         match result {
             Ok(resource) => found.push(resource),
@@ -183,11 +218,7 @@ fn identify(
     known: Option<&(Stamp, ResourceId)>,
     buffer: &mut Vec<u8>,
 ) -> io::Result<(ResourceId, Stamp)> {
-    let metadata = std::fs::metadata(path)?;
-    let stamp = Stamp {
-        len: metadata.len(),
-        modified: metadata.modified().ok(),
-    };
+    let stamp = Stamp::of(&std::fs::metadata(path)?);
     if let Some(&(known_stamp, id)) = known
         && known_stamp == stamp
     {
@@ -214,10 +245,17 @@ pub fn hash_file(path: &Path, buffer: &mut [u8]) -> io::Result<ResourceId> {
     Ok(ResourceId(hasher.finalize().into()))
 }
 
-/// Collects the regular files below `dir` as (name relative to the root, path). Hidden entries
-/// (names starting with `.`) are skipped; links to files are followed, links to folders are
-/// not (they could loop).
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+/// Collects the regular files below `dir` as (name relative to the folder, path). Hidden
+/// entries (names starting with `.`) are skipped; links to files are followed when the file is
+/// inside the folder (`root`, canonical) and put in `outside` when not; links to folders are
+/// not followed (they could loop).
+fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    outside: &mut Vec<PathBuf>,
+) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let file_name = entry.file_name();
@@ -232,12 +270,15 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> io::Resul
         let path = entry.path();
         match entry.file_type() {
             Ok(kind) if kind.is_dir() => {
-                if let Err(e) = walk(&path, &format!("{name}/"), out) {
+                if let Err(e) = walk(root, &path, &format!("{name}/"), out, outside) {
                     log::warn!("skipping folder {}: {e}", path.display());
                 }
             }
             Ok(kind) if kind.is_file() => out.push((name, path)),
-            Ok(kind) if kind.is_symlink() && path.is_file() => out.push((name, path)),
+            Ok(kind) if kind.is_symlink() && path.is_file() => match std::fs::canonicalize(&path) {
+                Ok(target) if target.starts_with(root) => out.push((name, path)),
+                _ => outside.push(path),
+            },
             _ => {}
         }
     }

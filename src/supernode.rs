@@ -163,6 +163,8 @@ impl SupernodeService {
         } else {
             "registered"
         };
+        // The name is the client's: escaped, so it cannot forge a log line of its own.
+        let name = name.escape_debug();
         log::info!("node {location} ({name}) {verb} with {count} resources");
         Ok(Reply::no_content())
     }

@@ -694,7 +694,7 @@ fn send(
     reply.write_head(out, connection);
     let body: &[u8] = match &reply.body {
         _ if head_only => &[],
-        Body::Empty | Body::File(..) => &[],
+        Body::Empty | Body::File { .. } => &[],
         Body::Json(bytes) => bytes,
         Body::SharedJson(bytes) => bytes,
     };
@@ -709,17 +709,49 @@ fn send(
         super::recycle(bytes);
         return Ok(());
     }
-    if let (Body::File(file, len), false) = (reply.body, head_only) {
-        chunk.resize(WRITE_PIECE, 0);
-        let mut file = file.take(len);
-        loop {
-            match file.read(chunk) {
-                Ok(0) => break,
-                Ok(n) => sock.write_all(&chunk[..n], timeout)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    if let (Body::File { file, len, sha256 }, false) = (reply.body, head_only) {
+        send_file(sock, file, len, sha256, chunk, timeout)?;
+    }
+    Ok(())
+}
+
+/// Streams `len` bytes of `file`. With `sha256`, the bytes are hashed as they go and the last
+/// piece is written only when the whole matches: a client never gets a complete answer whose
+/// bytes are not the id it asked for (a file changed or cut short under the transfer ends it
+/// with an error instead).
+fn send_file(
+    sock: &mut Sock,
+    file: std::fs::File,
+    len: u64,
+    sha256: Option<crate::id::ResourceId>,
+    chunk: &mut Vec<u8>,
+    timeout: Duration,
+) -> io::Result<()> {
+    use sha2::Digest;
+    chunk.resize(WRITE_PIECE, 0);
+    let mut hasher = sha256.map(|_| sha2::Sha256::new());
+    let mut file = file.take(len);
+    let mut sent = 0u64;
+    loop {
+        let n = match file.read(chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sent += n as u64;
+        if let (Some(hasher), Some(expected)) = (hasher.as_mut(), sha256) {
+            hasher.update(&chunk[..n]);
+            if sent == len && crate::id::ResourceId(hasher.clone().finalize().into()) != expected {
+                log::warn!("http: {expected} changed while it was sent; the download is cut");
+                return Err(io::Error::other("the file no longer matches its id"));
             }
         }
+        sock.write_all(&chunk[..n], timeout)?;
+    }
+    if sent < len {
+        log::warn!("http: a file shrank while it was sent; the download is cut");
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
     }
     Ok(())
 }

@@ -37,8 +37,14 @@ pub enum Body {
     Json(Vec<u8>),
     /// A JSON body serialised once and served many times (a node's listing).
     SharedJson(Arc<[u8]>),
-    /// A file's bytes, streamed: the open file and how many bytes to send.
-    File(File, u64),
+    /// A file's bytes, streamed: the open file, how many bytes to send, and the SHA-256 they
+    /// must have. The bytes are hashed as they go, and the last piece is sent only if the whole
+    /// matches: a file that changed under the transfer cuts the connection instead.
+    File {
+        file: File,
+        len: u64,
+        sha256: Option<crate::id::ResourceId>,
+    },
 }
 
 /// A reply: status, body and any headers beyond the ones every reply gets.
@@ -153,7 +159,7 @@ impl Reply {
         match &self.body {
             Body::Json(bytes) => bytes,
             Body::SharedJson(bytes) => bytes,
-            Body::Empty | Body::File(..) => &[],
+            Body::Empty | Body::File { .. } => &[],
         }
     }
 
@@ -162,7 +168,7 @@ impl Reply {
             Body::Empty => 0,
             Body::Json(bytes) => bytes.len() as u64,
             Body::SharedJson(bytes) => bytes.len() as u64,
-            Body::File(_, len) => *len,
+            Body::File { len, .. } => *len,
         }
     }
 
@@ -182,9 +188,17 @@ impl Reply {
             Body::Json(_) | Body::SharedJson(_) => {
                 out.extend_from_slice(b"Content-Type: application/json\r\n");
             }
-            Body::File(..) => out.extend_from_slice(b"Content-Type: application/octet-stream\r\n"),
+            Body::File { .. } => {
+                out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
+            }
         }
         for (name, value) in &self.headers {
+            // A value with a line end would start a header (or a body) of its own: such a value
+            // is a bug upstream, and is left out rather than sent.
+            if value.contains(['\r', '\n']) {
+                log::error!("http: a {name} header with a line end was left out");
+                continue;
+            }
             let _ = write!(out, "{name}: {value}\r\n");
         }
         if let Some(connection) = connection {
@@ -253,6 +267,18 @@ mod tests {
         );
         let busy = Reply::error(&ApiError::Unavailable("busy".into()));
         assert_eq!(busy.header("retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn a_header_value_cannot_break_the_head() {
+        let reply = Reply::no_content().with_location("http://a/b\r\nSet-Cookie: x=1".into());
+        let mut out = Vec::new();
+        reply.write_head(&mut out, None);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("Set-Cookie") && !text.contains("Location"),
+            "{text:?}"
+        );
     }
 
     #[test]
