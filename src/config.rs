@@ -234,6 +234,15 @@ pub struct SupernodeConfig {
     pub health_timeout: Duration,
     /// `HEALTH_CONCURRENCY`: health checks run at once.
     pub health_concurrency: usize,
+    /// `SOURCE_CHECK`: registrations, heartbeats and leaves for `host:port` are accepted only
+    /// from `host` (turn off behind NAT).
+    pub source_check: bool,
+    /// `MAX_RESOURCES_PER_NODE`: the most resources one node may register.
+    pub max_node_resources: usize,
+    /// `MAX_INDEX_RESOURCES`: the most holdings of all nodes together.
+    pub max_index: usize,
+    /// `MAX_NODES`: the most nodes registered at once.
+    pub max_nodes: usize,
 }
 
 /// A node's settings.
@@ -365,6 +374,13 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         liveness_misses: settings.number("LIVENESS_MISSES", 2, 1, 1000)?,
         health_timeout: settings.millis("HEALTH_TIMEOUT_MS", 2000, 1, HOUR_MS)?,
         health_concurrency: settings.number("HEALTH_CONCURRENCY", 64, 1, 1024)?,
+        source_check: match settings.get("SOURCE_CHECK") {
+            None => true,
+            Some(_) => settings.flag("SOURCE_CHECK")?,
+        },
+        max_node_resources: settings.number("MAX_RESOURCES_PER_NODE", 1_000_000, 0, 100_000_000)?,
+        max_index: settings.number("MAX_INDEX_RESOURCES", 5_000_000, 0, 1_000_000_000)?,
+        max_nodes: settings.number("MAX_NODES", 10_000, 1, 1_000_000)?,
         http,
     })
 }

@@ -78,6 +78,12 @@ pub enum ApiError {
     BadRequest(String),
     /// The thing asked for does not exist here (or anywhere, for a search).
     NotFound(String),
+    /// The client may not ask this (a registration for a location not its own).
+    Forbidden(String),
+    /// The request is within the body limit but over a quota (a node's resources).
+    OverQuota(String),
+    /// The server holds as much as it may (the index is full): retry later, or elsewhere.
+    Full(String),
     /// The path exists but not with this method.
     MethodNotAllowed,
     /// The request head or body did not arrive within its deadline; the connection is closed.
@@ -102,7 +108,10 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
+            ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
+            ApiError::OverQuota(_) => 413,
+            ApiError::Full(_) => 429,
             ApiError::MethodNotAllowed => 405,
             ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
@@ -119,6 +128,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(what)
             | ApiError::NotFound(what)
+            | ApiError::Forbidden(what)
+            | ApiError::OverQuota(what)
+            | ApiError::Full(what)
             | ApiError::Unavailable(what)
             | ApiError::RequestTimeout(what)
             | ApiError::UriTooLong(what)

@@ -205,6 +205,8 @@ pub struct Index {
     free_nodes: Vec<u32>,
     by_location: HashMap<Arc<str>, u32>,
     next_generation: u64,
+    /// Holdings of every node together (a resource held by two nodes counts twice).
+    holdings: usize,
 }
 
 impl Index {
@@ -291,6 +293,7 @@ impl Index {
         }
         items.shrink_to_fit();
         names.shrink_to_fit();
+        self.holdings += items.len();
         self.next_generation += 1;
         let location: Arc<str> = location.into();
         self.by_location.insert(location.clone(), node_slot);
@@ -321,7 +324,21 @@ impl Index {
             }
         }
         self.free_nodes.push(node_slot);
+        self.holdings -= node.items.len();
         Some(node.items.len())
+    }
+
+    /// Holdings of every node together, and the registered nodes.
+    pub fn size(&self) -> (usize, usize) {
+        (self.holdings, self.by_location.len())
+    }
+
+    /// How many holdings `location` has now (0 when it is not registered).
+    pub fn holdings_of(&self, location: &str) -> usize {
+        self.by_location
+            .get(location)
+            .and_then(|&slot| self.nodes[slot as usize].as_ref())
+            .map_or(0, |node| node.items.len())
     }
 
     pub fn lookup(&self, id: &ResourceId) -> Option<FileInfo> {
@@ -498,6 +515,20 @@ mod tests {
             "stale sweep result"
         );
         assert!(index.is_registered("a:1"));
+    }
+
+    #[test]
+    fn holdings_are_counted_through_registrations_and_removals() {
+        let mut index = Index::new();
+        index.register("a:1", "a".into(), files(&[1, 2, 3]));
+        index.register("b:1", "b".into(), files(&[3, 4]));
+        assert_eq!(index.size(), (5, 2));
+        assert_eq!(index.holdings_of("a:1"), 3);
+        index.register("a:1", "a".into(), files(&[1]));
+        assert_eq!(index.size(), (3, 2));
+        index.remove_node("b:1");
+        assert_eq!(index.size(), (1, 1));
+        assert_eq!(index.holdings_of("b:1"), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the other supernodes over multicast for what it does not have.
 
 use std::borrow::Cow;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use crate::http::{HttpServer, Method, Reply, Request};
 use crate::id::ResourceId;
 use crate::index::{FileInfo, Index};
 use crate::liveness::Liveness;
+use crate::logging::Throttle;
 use crate::multicast::{Multicast, Outcome};
 use crate::shutdown::Shutdown;
 use crate::{Instance, parse_id, parse_id_list, wire};
@@ -24,6 +26,17 @@ pub struct SupernodeService {
     liveness: Arc<Liveness>,
     /// `MAX_IDS_PER_REQUEST`.
     max_ids: usize,
+    /// Who may speak for a location, and how much the index takes.
+    admission: Admission,
+}
+
+/// The rules a registration, heartbeat or leave must meet (SPEC section 7).
+struct Admission {
+    source_check: bool,
+    max_node_resources: usize,
+    max_index: usize,
+    max_nodes: usize,
+    refusals: Throttle,
 }
 
 /// A registration body; names are borrowed from the body where they can be (no escapes), so a
@@ -69,8 +82,9 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration<'_>, ApiError> {
     })
 }
 
+/// A heartbeat or a leave: `{"location": "host:port"}`.
 #[derive(Deserialize)]
-struct Heartbeat {
+struct NodeLocation {
     location: String,
 }
 
@@ -112,7 +126,8 @@ impl SupernodeService {
                 Ok(Reply::data(200, "node", &nodes))
             }
             (["alive"], Method::Post) => {
-                let beat: Heartbeat = request.json()?;
+                let beat: NodeLocation = request.json()?;
+                self.check_source(request, &beat.location)?;
                 if self.read_index().is_registered(&beat.location) {
                     Ok(Reply::no_content())
                 } else {
@@ -131,7 +146,26 @@ impl SupernodeService {
                     ))
                 }
             }
-            (["register" | "search" | "alive" | "xxx"] | ["search", _], _) => {
+            (["leave"], Method::Post) => {
+                let leaving: NodeLocation = request.json()?;
+                self.check_source(request, &leaving.location)?;
+                let removed = self
+                    .index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove_node(&leaving.location);
+                match removed {
+                    Some(held) => {
+                        log::info!("node {} left ({held} resources)", leaving.location);
+                        Ok(Reply::no_content())
+                    }
+                    None => Err(ApiError::NotFound(format!(
+                        "node {} is not registered here",
+                        leaving.location
+                    ))),
+                }
+            }
+            (["register" | "search" | "alive" | "xxx" | "leave"] | ["search", _], _) => {
                 Err(ApiError::MethodNotAllowed)
             }
             _ => Err(ApiError::NotFound(format!(
@@ -151,13 +185,42 @@ impl SupernodeService {
             location,
             resources,
         } = parse_registration(request.body)?;
+        self.check_source(request, &location)?;
         let count = resources.len();
+        let rules = &self.admission;
+        if count > rules.max_node_resources {
+            return Err(self.refused(
+                &location,
+                ApiError::OverQuota(format!(
+                    "{count} resources; a node may register at most {} (MAX_RESOURCES_PER_NODE)",
+                    rules.max_node_resources
+                )),
+            ));
+        }
         let resources = resources.into_iter().map(|r| (r.id, r.name));
-        let again = self
-            .index
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .register(&location, name.clone(), resources);
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the same lock as the registration, and before anything changes: a
+        // refused registration leaves the node's earlier list (and everyone else's) as it was.
+        let (holdings, nodes) = index.size();
+        let current = index.holdings_of(&location);
+        let full = if current == 0 && !index.is_registered(&location) && nodes >= rules.max_nodes {
+            Some(format!(
+                "{nodes} nodes are registered, the most this supernode takes (MAX_NODES)"
+            ))
+        } else if holdings - current + count > rules.max_index {
+            Some(format!(
+                "the index holds {holdings} resources and takes at most {} (MAX_INDEX_RESOURCES)",
+                rules.max_index
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = full {
+            drop(index);
+            return Err(self.refused(&location, ApiError::Full(why)));
+        }
+        let again = index.register(&location, name.clone(), resources);
+        drop(index);
         let verb = if again {
             "registered again"
         } else {
@@ -167,6 +230,45 @@ impl SupernodeService {
         let name = name.escape_debug();
         log::info!("node {location} ({name}) {verb} with {count} resources");
         Ok(Reply::no_content())
+    }
+
+    /// With `SOURCE_CHECK` on, only `host` may speak for `host:port`: its own address, or one
+    /// that its name resolves to.
+    fn check_source(&self, request: &Request, location: &str) -> Result<(), ApiError> {
+        wire::check_location(location).map_err(ApiError::BadRequest)?;
+        let Some(peer) = request.peer.filter(|_| self.admission.source_check) else {
+            return Ok(());
+        };
+        let peer = peer.ip().to_canonical();
+        let host = location.rsplit_once(':').map_or(location, |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let allowed = match host.parse::<IpAddr>() {
+            Ok(ip) => ip.to_canonical() == peer,
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .is_ok_and(|mut addrs| addrs.any(|a| a.ip().to_canonical() == peer)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(self.refused(
+            location,
+            ApiError::Forbidden(format!(
+                "only {host} may speak for {location}; this request came from {peer} (SOURCE_CHECK)"
+            )),
+        ))
+    }
+
+    /// Logs a refused registration, heartbeat or leave (a line per 10 s at most).
+    fn refused(&self, location: &str, error: ApiError) -> ApiError {
+        if let Some(count) = self.admission.refusals.hit() {
+            log::warn!(
+                "refused {}: {} ({count} refusal(s) since the last report)",
+                location.escape_debug(),
+                error.description()
+            );
+        }
+        error
     }
 
     fn search_many(&self, request: &Request) -> Result<Reply, ApiError> {
@@ -233,6 +335,13 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         multicast,
         liveness,
         max_ids: config.http.max_ids,
+        admission: Admission {
+            source_check: config.source_check,
+            max_node_resources: config.max_node_resources,
+            max_index: config.max_index,
+            max_nodes: config.max_nodes,
+            refusals: Throttle::new(Duration::from_secs(10)),
+        },
     };
     let http = HttpServer::start(
         &config.http,

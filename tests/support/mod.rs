@@ -479,3 +479,32 @@ pub fn assert_served(addr: SocketAddr, path: &str, during: &str) {
         "{during}: a fresh client waited {took:?}"
     );
 }
+
+/// `POST path` with `body` on a fresh connection from the source address `from`: the status
+/// and the body of the answer (a test client from a second loopback address, which ureq cannot
+/// bind).
+pub fn post_from(addr: SocketAddr, from: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = connect_from(addr, from).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
