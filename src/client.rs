@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{self, ClusterKeys};
 use crate::error::{ApiError, Error};
 use crate::id::ResourceId;
 use crate::index::FileInfo;
@@ -79,10 +80,12 @@ pub struct Upstream {
     endpoints: Vec<String>,
     current: AtomicUsize,
     agent: ureq::Agent,
+    /// `CLUSTER_KEY`: registrations, heartbeats and leaves are signed with it.
+    keys: Option<ClusterKeys>,
 }
 
 impl Upstream {
-    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Upstream {
+    pub fn new(endpoints: Vec<String>, timeout: Duration, keys: Option<ClusterKeys>) -> Upstream {
         assert!(
             !endpoints.is_empty(),
             "the config checks that there is a supernode"
@@ -91,6 +94,7 @@ impl Upstream {
             endpoints,
             current: AtomicUsize::new(0),
             agent: agent(timeout),
+            keys,
         }
     }
 
@@ -165,9 +169,20 @@ impl Upstream {
 
     fn post(&self, path: &str, body: &[u8]) -> Result<u16, String> {
         let url = format!("{}{path}", self.current());
-        self.agent
+        let mut request = self
+            .agent
             .post(&url)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", "application/json");
+        if let Some(keys) = &self.keys {
+            // Signed over the path as the supernode sees it: the URL after its host and port.
+            let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let target = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+            request = request.header(
+                auth::AUTH_HEADER,
+                auth::sign_request(keys, "POST", target, body),
+            );
+        }
+        request
             .send(body)
             .map(|response| response.status().as_u16())
             .map_err(|e| e.to_string())

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::ClusterKeys;
 use crate::error::ConfigError;
 
 /// Parses `.env` text: `KEY=VALUE` lines, `#` comments, blank lines, an optional `export `,
@@ -243,6 +244,9 @@ pub struct SupernodeConfig {
     pub max_index: usize,
     /// `MAX_NODES`: the most nodes registered at once.
     pub max_nodes: usize,
+    /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: when set, registrations, heartbeats, leaves, manual
+    /// sweeps and datagrams must be signed with it.
+    pub cluster_keys: Option<ClusterKeys>,
 }
 
 /// A node's settings.
@@ -265,6 +269,8 @@ pub struct NodeConfig {
     pub supernode_timeout: Duration,
     /// `RESCAN_MS`: how often the folder is looked at again for changed files; 0 = never.
     pub rescan: Duration,
+    /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: signs the registrations, heartbeats and leaves.
+    pub cluster_keys: Option<ClusterKeys>,
 }
 
 /// A validated configuration for one instance.
@@ -381,6 +387,7 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         max_node_resources: settings.number("MAX_RESOURCES_PER_NODE", 1_000_000, 0, 100_000_000)?,
         max_index: settings.number("MAX_INDEX_RESOURCES", 5_000_000, 0, 1_000_000_000)?,
         max_nodes: settings.number("MAX_NODES", 10_000, 1, 1_000_000)?,
+        cluster_keys: cluster_keys(settings)?,
         http,
     })
 }
@@ -431,8 +438,43 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10, MAX_MS)?,
         supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1, HOUR_MS)?,
         rescan: settings.millis("RESCAN_MS", 10_000, 0, MAX_MS)?,
+        cluster_keys: cluster_keys(settings)?,
         http,
     })
+}
+
+/// The cluster's keys, from `CLUSTER_KEY` or the file `CLUSTER_KEY_FILE` names (not both).
+/// No error carries a key.
+pub fn cluster_keys(settings: &Settings) -> Result<Option<ClusterKeys>, ConfigError> {
+    match (
+        settings.get("CLUSTER_KEY"),
+        settings.get("CLUSTER_KEY_FILE"),
+    ) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "CLUSTER_KEY",
+            "set CLUSTER_KEY or CLUSTER_KEY_FILE, not both",
+        )),
+        (Some(text), None) => ClusterKeys::parse(text)
+            .map(Some)
+            .map_err(|e| ConfigError::new("CLUSTER_KEY", e)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("CLUSTER_KEY_FILE", format!("cannot read {path}: {e}"))
+            })?;
+            if std::fs::metadata(path).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o077 != 0
+            }) {
+                log::warn!(
+                    "CLUSTER_KEY_FILE {path} can be read by others than its owner (chmod 600 it)"
+                );
+            }
+            ClusterKeys::parse(&text)
+                .map(Some)
+                .map_err(|e| ConfigError::new("CLUSTER_KEY_FILE", format!("{path}: {e}")))
+        }
+    }
 }
 
 /// Where `--config NAME_OR_PATH` points: a value with `/` or ending in `.env` is a path,
@@ -533,6 +575,8 @@ mod tests {
             ("MAX_REQUEST_LINE_BYTES", "10"),
             ("MAX_IDS_PER_REQUEST", "0"),
             ("HTTP_WORKERS", "0"),
+            ("CLUSTER_KEY", "too-short"),
+            ("CLUSTER_KEY_FILE", "/no/such/key/file"),
         ];
         for (key, value) in bad {
             let settings =

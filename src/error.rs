@@ -78,6 +78,8 @@ pub enum ApiError {
     BadRequest(String),
     /// The thing asked for does not exist here (or anywhere, for a search).
     NotFound(String),
+    /// The request must carry a valid signature under the cluster key, and does not.
+    Unauthorized(String),
     /// The client may not ask this (a registration for a location not its own).
     Forbidden(String),
     /// The request is within the body limit but over a quota (a node's resources).
@@ -108,6 +110,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::OverQuota(_) => 413,
@@ -128,6 +131,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(what)
             | ApiError::NotFound(what)
+            | ApiError::Unauthorized(what)
             | ApiError::Forbidden(what)
             | ApiError::OverQuota(what)
             | ApiError::Full(what)

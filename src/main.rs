@@ -6,15 +6,24 @@ use std::process::ExitCode;
 use superpeer::{Config, Role, Settings, config, logging};
 
 const USAGE: &str = "usage: superpeer [supernode|node] [--config NAME|PATH]
+       superpeer sign [--config NAME|PATH] METHOD PATH [BODY]
 
 Runs a supernode or a node of the superpeer network. Without a role, IS_SUPERNODE decides.
 --config node1 reads config/node1.env; a value with '/' or ending in .env is a path.
-Every key can also come from the environment, which wins over the file (see README.md).";
+Every key can also come from the environment, which wins over the file (see README.md).
+
+`sign` prints the header that signs a request with the cluster key (CLUSTER_KEY or
+CLUSTER_KEY_FILE), for curl:  curl -H \"$(superpeer sign GET /api/supernode/xxx)\" URL";
 
 fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "sign") {
+        args.remove(0);
+        return sign(args);
+    }
     let mut role = None;
     let mut config_file = None;
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "supernode" | "super" => role = Some(Role::Supernode),
@@ -53,6 +62,32 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// `superpeer sign [--config X] METHOD PATH [BODY]`: the signature header of one request.
+fn sign(mut args: Vec<String>) -> ExitCode {
+    let mut config_file = None;
+    if args.first().is_some_and(|a| a == "--config" || a == "-c") {
+        if args.len() < 2 {
+            return fail("--config needs a name or a path");
+        }
+        config_file = Some(config::config_path(&args[1]));
+        args.drain(..2);
+    }
+    let (method, target, body) = match &args[..] {
+        [method, target] => (method, target, ""),
+        [method, target, body] => (method, target, body.as_str()),
+        _ => return fail(&format!("sign needs METHOD PATH [BODY]\n\n{USAGE}")),
+    };
+    let keys = match Settings::load(config_file.as_deref()).map(|s| config::cluster_keys(&s)) {
+        Ok(Ok(Some(keys))) => keys,
+        Ok(Ok(None)) => return fail("no CLUSTER_KEY or CLUSTER_KEY_FILE to sign with"),
+        Ok(Err(e)) | Err(e) => return fail(&format!("configuration: {e}")),
+    };
+    let header =
+        superpeer::auth::sign_request(&keys, &method.to_ascii_uppercase(), target, body.as_bytes());
+    println!("{}: {header}", superpeer::auth::AUTH_HEADER);
+    ExitCode::SUCCESS
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -200,6 +200,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
     let upstream = Arc::new(Upstream::new(
         config.supernodes.clone(),
         config.supernode_timeout,
+        config.cluster_keys.clone(),
     ));
     let service = Arc::new(NodeService::new(
         catalog.clone(),

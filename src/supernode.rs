@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{self, ClusterKeys, Nonces};
 use crate::config::SupernodeConfig;
 use crate::error::{ApiError, Error};
-use crate::http::{HttpServer, Method, Reply, Request};
+use crate::http::{HttpServer, Method, Reply, Request, Service};
 use crate::id::ResourceId;
 use crate::index::{FileInfo, Index};
 use crate::liveness::Liveness;
@@ -28,6 +29,72 @@ pub struct SupernodeService {
     max_ids: usize,
     /// Who may speak for a location, and how much the index takes.
     admission: Admission,
+    /// `CLUSTER_KEY`: what signed requests must be signed with, and the signatures seen.
+    keys: Option<ClusterKeys>,
+    nonces: Nonces,
+}
+
+impl Service for SupernodeService {
+    /// A request that changes what the supernode says (a registration, heartbeat, leave or
+    /// manual sweep) must be signed when there is a cluster key: checked here, before its body
+    /// is read; the body is checked against the signature in `route`.
+    fn check_head(&self, request: &Request<'_>) -> Result<(), ApiError> {
+        if let Some(keys) = &self.keys
+            && signed_route(request)
+        {
+            auth::check_head(
+                keys,
+                &self.nonces,
+                method_name(request),
+                &target_of(request),
+                request.header(auth::AUTH_HEADER),
+            )
+            .map_err(|e| self.refused(&who(request), e))?;
+        }
+        Ok(())
+    }
+
+    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
+        if self.keys.is_some() && signed_route(request) {
+            // The head's signature was checked; it covers this hash of the body.
+            let hash = request
+                .header(auth::AUTH_HEADER)
+                .and_then(auth::body_hash_of)
+                .ok_or_else(|| ApiError::Unauthorized("no signature".into()))?;
+            auth::check_body(&hash, request.body).map_err(|e| self.refused(&who(request), e))?;
+        }
+        self.route(request)
+    }
+}
+
+/// `POST /api/supernode/register from 10.0.0.7:41234`, for a log line.
+fn who(request: &Request<'_>) -> String {
+    let from = request.peer.map_or("here".into(), |peer| peer.to_string());
+    format!("{} {} from {from}", method_name(request), request.path)
+}
+
+/// The requests that must be signed when there is a cluster key.
+fn signed_route(request: &Request<'_>) -> bool {
+    matches!(
+        (request.api_path("supernode").as_deref(), request.method),
+        (Some(["register" | "alive" | "leave"]), Method::Post) | (Some(["xxx"]), Method::Get)
+    )
+}
+
+fn method_name(request: &Request<'_>) -> &'static str {
+    match request.method {
+        Method::Post => "POST",
+        _ => "GET",
+    }
+}
+
+/// The path and query, as the client signed them.
+fn target_of<'a>(request: &Request<'a>) -> Cow<'a, str> {
+    if request.query.is_empty() {
+        Cow::Borrowed(request.path)
+    } else {
+        Cow::Owned(format!("{}?{}", request.path, request.query))
+    }
 }
 
 /// The rules a registration, heartbeat or leave must meet (SPEC section 7).
@@ -342,12 +409,10 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
             max_nodes: config.max_nodes,
             refusals: Throttle::new(Duration::from_secs(10)),
         },
+        keys: config.cluster_keys.clone(),
+        nonces: Nonces::default(),
     };
-    let http = HttpServer::start(
-        &config.http,
-        Arc::new(move |request: &Request| service.route(request)),
-        shutdown.clone(),
-    )?;
+    let http = HttpServer::start(&config.http, Arc::new(service), shutdown.clone())?;
     log::info!(
         "supernode listening on http://{} (group {} via {}, ttl {}, group size {})",
         http.addr,

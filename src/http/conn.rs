@@ -321,6 +321,20 @@ fn one_request(
         "POST" => (Method::Post, false),
         _ => (Method::Other, false),
     };
+    let (path, query) = split_target(head.target);
+    let mut request = Request {
+        method,
+        head: head_only,
+        path,
+        query,
+        headers: head.headers,
+        body: &[],
+        peer: Some(tracked.peer),
+    };
+    if head.framing != Framing::None {
+        // Before a byte of the body is read, the service may refuse it (an unsigned upload).
+        shared.handler.check_head(&request)?;
+    }
     let mut keep_alive = head.keep_alive;
     let mut reservation = Reservation {
         budget: &shared.budget,
@@ -364,16 +378,10 @@ fn one_request(
             (&bufs.body, *filled)
         }
     };
-    let (path, query) = split_target(head.target);
-    let request = Request {
-        method,
-        head: head_only,
-        path,
-        query,
-        headers: head.headers,
-        body,
-        peer: Some(tracked.peer),
-    };
+    if head.framing == Framing::None {
+        shared.handler.check_head(&request)?;
+    }
+    request.body = body;
     let reply = run_handler(&*shared.handler, &request);
     let status = reply.status;
     let keep_alive = keep_alive && !shared.shutdown.is_triggered();
@@ -419,7 +427,7 @@ fn one_request(
 
 /// Runs the handler; a panic is logged and answered 500, and the thread lives on.
 fn run_handler(handler: &Handler, request: &Request) -> Reply {
-    match catch_unwind(AssertUnwindSafe(|| handler(request))) {
+    match catch_unwind(AssertUnwindSafe(|| handler.handle(request))) {
         Ok(Ok(reply)) => reply,
         Ok(Err(error)) => Reply::error(&error),
         Err(_) => {

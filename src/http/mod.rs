@@ -235,6 +235,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         204 => "No Content",
         302 => "Found",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -251,8 +252,29 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// What the server needs of a role: a routing function.
-pub type Handler = dyn Fn(&Request<'_>) -> Result<Reply, ApiError> + Send + Sync;
+/// What the server needs of a role: a look at each request's head before its body is read,
+/// and the answer once it is. A plain function `&Request -> Result<Reply, ApiError>` is one.
+pub trait Service: Send + Sync {
+    /// Called with the head only (`request.body` is empty): an error is the answer, and the
+    /// body is never read (a stranger's upload costs nothing).
+    fn check_head(&self, _request: &Request<'_>) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError>;
+}
+
+impl<F> Service for F
+where
+    F: Fn(&Request<'_>) -> Result<Reply, ApiError> + Send + Sync,
+{
+    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
+        self(request)
+    }
+}
+
+/// The service a server runs.
+pub type Handler = dyn Service;
 
 #[cfg(test)]
 mod tests {
