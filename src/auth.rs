@@ -267,6 +267,56 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_are_sealed_checked_and_taken_once() {
+        use crate::id::ResourceId;
+        use crate::wire::{self, Body, Message, Sender};
+        let seals = DatagramSeals::new(keys("the-group-key-0123456789"));
+        let other = DatagramSeals::new(keys("another-group-0123456789"));
+        let id = ResourceId([7; 32]);
+        let reply = |location: &str| {
+            let sender = Sender::Reply {
+                from: "b".into(),
+                to: "a".into(),
+                tag: 5,
+            };
+            Message::new(sender, Body::Found(location.into()))
+        };
+        let mut found = reply("127.0.0.1:8000");
+        seals.seal(&mut found, Some(&id));
+        let sent = wire::parse(&found.encode()).unwrap();
+        assert_eq!(sent, found);
+        // Bound to the id it answers, and to every byte of it.
+        assert_eq!(
+            seals.check(&sent, Some(&ResourceId([8; 32]))),
+            Err(SealError::Wrong)
+        );
+        let mut moved = sent.clone();
+        moved.body = Body::Found("10.0.0.66:80".into());
+        assert_eq!(seals.check(&moved, Some(&id)), Err(SealError::Wrong));
+        assert_eq!(other.check(&sent, Some(&id)), Err(SealError::Wrong));
+        assert_eq!(
+            seals.check(&reply("x:1"), Some(&id)),
+            Err(SealError::Unsigned)
+        );
+        // Right once; the same again is a replay; a later one from the sender is fine.
+        assert_eq!(seals.check(&sent, Some(&id)), Ok(()));
+        assert_eq!(seals.check(&sent, Some(&id)), Err(SealError::Replayed));
+        let mut later = reply("127.0.0.1:8000");
+        seals.seal(&mut later, Some(&id));
+        assert_eq!(seals.check(&later, Some(&id)), Ok(()));
+        // Too old, even with a right MAC.
+        let mut old = reply("127.0.0.1:8000");
+        let stamp = unix_us() - 2 * WINDOW.as_micros() as u64;
+        let text = old.signed_text(stamp);
+        let mac = seals.keys.sign(&DatagramSeals::parts(&text, Some(&id)), 16);
+        old.seal = Some(crate::wire::Seal {
+            stamp,
+            mac: mac.try_into().unwrap(),
+        });
+        assert_eq!(seals.check(&old, Some(&id)), Err(SealError::Stale));
+    }
+
+    #[test]
     fn keys_are_checked_and_never_shown() {
         assert!(ClusterKeys::parse("").is_err());
         let short = ClusterKeys::parse("0123456789abcdef0123, tiny").unwrap_err();
@@ -317,5 +367,121 @@ mod tests {
             check_head(&key, &nonces, "POST", "/x", None).map_err(|e| e.status()),
             Err(401)
         );
+    }
+}
+
+/// Why a datagram failed the cluster key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealError {
+    /// It carries no seal: a sender without the key (or the seed's own supernodes).
+    Unsigned,
+    /// Its MAC is not right under any key: forged, altered, or moved to another search.
+    Wrong,
+    /// Its time is outside the window.
+    Stale,
+    /// Its time is not after the last one taken from its sender: sent again.
+    Replayed,
+}
+
+impl fmt::Display for SealError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SealError::Unsigned => "unsigned",
+            SealError::Wrong => "a wrong MAC",
+            SealError::Stale => "outside the time window",
+            SealError::Replayed => "replayed",
+        })
+    }
+}
+
+/// Seals the datagrams a supernode sends and checks the ones it gets. A seal's MAC covers the
+/// whole datagram and, for a `21` (whose payload is a location), the id it answers; its time
+/// must be within the window and after every earlier one of its sender, so a datagram sent
+/// again changes nothing.
+pub struct DatagramSeals {
+    keys: ClusterKeys,
+    last_stamp: std::sync::atomic::AtomicU64,
+    /// The last time taken from each sender; only datagrams that passed the MAC get here.
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+/// Senders remembered at most; older entries are forgotten first (their datagrams are
+/// outside the window by then).
+const MAX_SENDERS: usize = 1024;
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl DatagramSeals {
+    pub fn new(keys: ClusterKeys) -> DatagramSeals {
+        DatagramSeals {
+            keys,
+            last_stamp: std::sync::atomic::AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn parts<'a>(text: &'a str, answered: Option<&'a crate::id::ResourceId>) -> [&'a [u8]; 3] {
+        [
+            b"superpeer datagram",
+            text.as_bytes(),
+            answered.map_or(&[][..], |id| &id.0[..]),
+        ]
+    }
+
+    /// Seals `message` (`answered`: the id a `21` answers).
+    pub fn seal(
+        &self,
+        message: &mut crate::wire::Message,
+        answered: Option<&crate::id::ResourceId>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let now = unix_us();
+        let stamp =
+            match self
+                .last_stamp
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                    Some(now.max(last + 1))
+                }) {
+                Ok(last) | Err(last) => now.max(last + 1),
+            };
+        let text = message.signed_text(stamp);
+        let tag = self.keys.sign(&Self::parts(&text, answered), 16);
+        let mut mac = [0u8; 16];
+        mac.copy_from_slice(&tag);
+        message.seal = Some(crate::wire::Seal { stamp, mac });
+    }
+
+    /// Checks `message`'s seal; only a datagram that passes is remembered (its sender's time).
+    pub fn check(
+        &self,
+        message: &crate::wire::Message,
+        answered: Option<&crate::id::ResourceId>,
+    ) -> Result<(), SealError> {
+        let seal = message.seal.ok_or(SealError::Unsigned)?;
+        let text = message.signed_text(seal.stamp);
+        if !self.keys.verify(&Self::parts(&text, answered), &seal.mac) {
+            return Err(SealError::Wrong);
+        }
+        let now = unix_us();
+        let window = WINDOW.as_micros() as u64;
+        if now.abs_diff(seal.stamp) > window {
+            return Err(SealError::Stale);
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = message.sender.from();
+        if seen.get(sender).is_some_and(|&last| seal.stamp <= last) {
+            return Err(SealError::Replayed);
+        }
+        if seen.len() >= MAX_SENDERS && !seen.contains_key(sender) {
+            seen.retain(|_, last| now.saturating_sub(*last) <= window);
+        }
+        if seen.len() < MAX_SENDERS || seen.contains_key(sender) {
+            seen.insert(sender.to_string(), seal.stamp);
+        }
+        Ok(())
     }
 }

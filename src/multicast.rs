@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender as ReplyTx, bounded};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::auth::DatagramSeals;
 use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::id::ResourceId;
@@ -90,6 +91,11 @@ struct Inner {
     index: Arc<RwLock<Index>>,
     next_tag: AtomicU64,
     send_failures: Throttle,
+    /// `CLUSTER_KEY`: every datagram sent is sealed, and one that fails is dropped before it
+    /// touches any state.
+    seals: Option<DatagramSeals>,
+    /// Datagrams dropped by the cluster key, for a throttled log line.
+    refused: Throttle,
     state: Mutex<State>,
 }
 
@@ -126,6 +132,8 @@ impl Multicast {
             index,
             next_tag: AtomicU64::new(PING_TAG + 1),
             send_failures: Throttle::new(FAILURE_REPORT_PERIOD),
+            seals: config.cluster_keys.clone().map(DatagramSeals::new),
+            refused: Throttle::new(FAILURE_REPORT_PERIOD),
             state: Mutex::new(State::default()),
         });
         let thread_inner = inner.clone();
@@ -166,7 +174,12 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn send(&self, message: &Message) {
+    /// Sends `message` to the group, sealed when there is a cluster key (`answered`: the id a
+    /// `21` answers, which its seal binds).
+    fn send(&self, mut message: Message, answered: Option<&ResourceId>) {
+        if let Some(seals) = &self.seals {
+            seals.seal(&mut message, answered);
+        }
         if let Err(e) = self.socket.send_to(&message.encode(), self.group) {
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
@@ -178,14 +191,12 @@ impl Inner {
         }
     }
 
-    fn query(&self, tag: u64, id: ResourceId) -> Message {
-        Message {
-            sender: Sender::Query {
-                from: self.me.clone(),
-                tag,
-            },
-            body: Body::Query(id),
-        }
+    fn query(&self, tag: u64, id: ResourceId) {
+        let sender = Sender::Query {
+            from: self.me.clone(),
+            tag,
+        };
+        self.send(Message::new(sender, Body::Query(id)), None);
     }
 
     /// Peers expected to answer: the group size less this one, or the peers heard lately.
@@ -231,7 +242,7 @@ impl Inner {
             }
         }
         for (tag, id, _) in &waits {
-            self.send(&self.query(*tag, *id));
+            self.query(*tag, *id);
         }
         waits
             .into_iter()
@@ -307,7 +318,7 @@ impl Inner {
             }
         }
         for (tag, id) in due {
-            self.send(&self.query(tag, id));
+            self.query(tag, id);
         }
         next
     }
@@ -316,7 +327,7 @@ impl Inner {
         self.state()
             .peers
             .retain(|_, heard| now - *heard < PEER_TTL);
-        self.send(&self.query(PING_TAG, ResourceId([0; 32])));
+        self.query(PING_TAG, ResourceId([0; 32]));
     }
 
     fn handle(&self, datagram: &[u8], from: SocketAddr) {
@@ -330,6 +341,29 @@ impl Inner {
         let sender = message.sender.from();
         if sender == self.me {
             return;
+        }
+        if let Some(seals) = &self.seals {
+            // A 21 carries a location, not the id it answers: its seal binds the id of the
+            // search it names. One that names no search of ours is nothing to check.
+            let answered = match (&message.body, &message.sender) {
+                (Body::Found(_), Sender::Reply { to, tag, .. }) if *to == self.me => {
+                    match self.state().pending.get(tag) {
+                        Some(pending) => Some(pending.id),
+                        None => return,
+                    }
+                }
+                (Body::Found(_), Sender::Reply { .. }) => return,
+                _ => None,
+            };
+            if let Err(why) = seals.check(&message, answered.as_ref()) {
+                if let Some(count) = self.refused.hit() {
+                    log::warn!(
+                        "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({count} dropped since the last report)",
+                        sender.escape_debug()
+                    );
+                }
+                return;
+            }
         }
         if self.group_size == 0 {
             let mut state = self.state();
@@ -374,7 +408,9 @@ impl Inner {
             }
             None => Body::NotFound(id.to_string()),
         };
-        self.send(&Message { sender, body });
+        // A 21's seal binds the id it answers (its payload is a location); a 22 names its id.
+        let answered = matches!(body, Body::Found(_)).then_some(id);
+        self.send(Message::new(sender, body), answered.as_ref());
     }
 
     fn on_found(&self, sender: &Sender, location: String) {

@@ -37,6 +37,21 @@ impl Sender {
         }
     }
 
+    /// The sender field, and the seal at its end when it has one (`.../<stamp>/<mac>` after a
+    /// tagged query's or answer's sender).
+    fn parse_sealed(field: &str) -> (Sender, Option<Seal>) {
+        if let Some((rest, mac)) = field.rsplit_once('/')
+            && let Some((unsealed, stamp)) = rest.rsplit_once('/')
+            && let (Some(stamp), Some(mac)) = (parse_stamp(stamp), parse_mac(mac))
+        {
+            let sender = Sender::parse(unsealed);
+            if !matches!(sender, Sender::Plain(_)) {
+                return (sender, Some(Seal { stamp, mac }));
+            }
+        }
+        (Sender::parse(field), None)
+    }
+
     fn parse(field: &str) -> Sender {
         let parts: Vec<&str> = field.split('/').collect();
         let tag = |text: &str| u64::from_str_radix(text, 16).ok();
@@ -82,26 +97,82 @@ pub enum Body {
     NotFound(String),
 }
 
+/// A datagram's signature under the cluster key, at the end of its sender field: when it was
+/// sent (microseconds since the epoch, rising with every datagram of its sender) and the first
+/// 16 bytes of its HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seal {
+    pub stamp: u64,
+    pub mac: [u8; 16],
+}
+
+fn parse_stamp(text: &str) -> Option<u64> {
+    (!text.is_empty() && text.len() <= 16)
+        .then(|| u64::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut mac = [0u8; 16];
+    for (byte, pair) in mac.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(mac)
+}
+
 /// One datagram of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub sender: Sender,
     pub body: Body,
+    /// Present in a keyed group.
+    pub seal: Option<Seal>,
 }
 
 impl Message {
+    pub fn new(sender: Sender, body: Body) -> Message {
+        Message {
+            sender,
+            body,
+            seal: None,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         self.to_string().into_bytes()
+    }
+
+    /// What the seal's MAC covers: the datagram with the seal's time but not its MAC.
+    pub fn signed_text(&self, stamp: u64) -> String {
+        self.text(Some(stamp), None)
+    }
+
+    fn text(&self, stamp: Option<u64>, mac: Option<&[u8; 16]>) -> String {
+        let mut sender = self.sender.to_string();
+        if let Some(stamp) = stamp {
+            sender.push_str(&format!("/{stamp:x}"));
+        }
+        if let Some(mac) = mac {
+            sender.push('/');
+            for byte in mac {
+                sender.push_str(&format!("{byte:02x}"));
+            }
+        }
+        match &self.body {
+            Body::Query(id) => format!("{sender};20;{id}"),
+            Body::Found(location) => format!("{sender};21;{location}"),
+            Body::NotFound(id) => format!("{sender};22;{id}"),
+        }
     }
 }
 
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.body {
-            Body::Query(id) => write!(f, "{};20;{id}", self.sender),
-            Body::Found(location) => write!(f, "{};21;{location}", self.sender),
-            Body::NotFound(id) => write!(f, "{};22;{id}", self.sender),
-        }
+        let seal = self.seal.as_ref();
+        f.write_str(&self.text(seal.map(|s| s.stamp), seal.map(|s| &s.mac)))
     }
 }
 
@@ -154,10 +225,8 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
         "22" => Body::NotFound(payload.to_ascii_lowercase()),
         other => return Err(WireError::UnknownCode(truncate(other, 16).to_string())),
     };
-    Ok(Message {
-        sender: Sender::parse(sender),
-        body,
-    })
+    let (sender, seal) = Sender::parse_sealed(sender);
+    Ok(Message { sender, body, seal })
 }
 
 /// Checks a `host:port` location: a host of letters, digits, `.`, `-`, `_` (or an IPv6
@@ -212,44 +281,52 @@ mod tests {
 
     #[test]
     fn tagged_messages_round_trip_in_three_fields() {
+        let query = Message::new(
+            Sender::Query {
+                from: "me".into(),
+                tag: 0x1f,
+            },
+            Body::Query(id()),
+        );
+        let reply = |tag, body| {
+            let sender = Sender::Reply {
+                from: "peer".into(),
+                to: "me".into(),
+                tag,
+            };
+            Message::new(sender, body)
+        };
+        let mut sealed = reply(7, Body::Found("127.0.0.1:8000".into()));
+        sealed.seal = Some(Seal {
+            stamp: 0x1234,
+            mac: [0xab; 16],
+        });
         let messages = [
-            Message {
-                sender: Sender::Query {
-                    from: "me".into(),
-                    tag: 0x1f,
-                },
-                body: Body::Query(id()),
-            },
-            Message {
-                sender: Sender::Reply {
-                    from: "peer".into(),
-                    to: "me".into(),
-                    tag: 7,
-                },
-                body: Body::Found("127.0.0.1:8000".into()),
-            },
-            Message {
-                sender: Sender::Reply {
-                    from: "peer".into(),
-                    to: "me".into(),
-                    tag: u64::MAX,
-                },
-                body: Body::NotFound(ID.into()),
-            },
+            query.clone(),
+            reply(7, Body::Found("127.0.0.1:8000".into())),
+            reply(u64::MAX, Body::NotFound(ID.into())),
+            sealed.clone(),
         ];
         for message in messages {
             let bytes = message.encode();
             assert_eq!(bytes.iter().filter(|&&b| b == b';').count(), 2);
             assert_eq!(parse(&bytes).unwrap(), message);
         }
-        let query = Message {
-            sender: Sender::Query {
-                from: "me".into(),
-                tag: 0x1f,
-            },
-            body: Body::Query(id()),
-        };
         assert_eq!(query.to_string(), format!("me/1f;20;{ID}"));
+        assert_eq!(
+            sealed.to_string(),
+            format!("peer/me/7/1234/{};21;127.0.0.1:8000", "ab".repeat(16))
+        );
+        assert_eq!(
+            sealed.signed_text(0x1234),
+            "peer/me/7/1234;21;127.0.0.1:8000"
+        );
+        // A plain name with slashes is not a seal.
+        let plain = parse(format!("a/b/c/d;20;{ID}").as_bytes()).unwrap();
+        assert_eq!(
+            (plain.sender, plain.seal),
+            (Sender::Plain("a/b/c/d".into()), None)
+        );
     }
 
     #[test]

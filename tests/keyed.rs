@@ -176,3 +176,239 @@ fn a_node_with_another_key_is_not_registered() {
     // The key is in no log line, on either side.
     assert!(!node.logged(OTHER_KEY) && !supernode.logged(KEY));
 }
+
+/// Two keyed supernodes in a group, a node under the second, and a host in the group without
+/// the key.
+struct KeyedGroup {
+    s1: Proc,
+    _s2: Proc,
+    _node: Proc,
+    _folder: Folder,
+    attacker: Peer,
+    held: String,
+}
+
+fn keyed_group(group_size: usize) -> KeyedGroup {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, group_size)
+        .env("CLUSTER_KEY", KEY)
+        .env("SEARCH_TIMEOUT_MS", "3000")
+        .start();
+    let s2 = Launch::supernode("s2", &group, group_size)
+        .env("CLUSTER_KEY", KEY)
+        .start();
+    let folder = Folder::with(&[("f", b"held by the keyed group\n")]);
+    let node = Launch::node("node", &folder.path, &[&s2.url()])
+        .env("CLUSTER_KEY", KEY)
+        .start();
+    wait_registered(&s2, &[&node]);
+    let attacker = Peer::join(&group);
+    KeyedGroup {
+        s1,
+        _s2: s2,
+        _node: node,
+        _folder: folder,
+        attacker,
+        held: sha256(b"held by the keyed group\n"),
+    }
+}
+
+/// s1's query for `id`, as the group hears it.
+fn query_for(attacker: &Peer, id: &str) -> superpeer::wire::Message {
+    let heard = attacker
+        .receive(Duration::from_secs(5), |d| {
+            d.ends_with(&format!(";20;{id}"))
+        })
+        .expect("s1's query");
+    superpeer::wire::parse(heard.as_bytes()).unwrap()
+}
+
+#[test]
+fn forged_answers_from_a_host_without_the_key_change_nothing() {
+    use superpeer::wire::{Body, Message, Sender};
+    let group = keyed_group(2);
+    let s1 = &group.s1;
+    let absent = absent_id(7);
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let search = scope.spawn(|| s1.get(&format!("/api/supernode/search/{absent}")));
+        // The attacker sees the query (name, tag) and answers first: "I have it".
+        let query = query_for(&group.attacker, &absent);
+        let Sender::Query { from, tag } = query.sender else {
+            panic!("not a tagged query: {query:?}")
+        };
+        let forged = Message::new(
+            Sender::Reply {
+                from: "evil".into(),
+                to: from.clone(),
+                tag,
+            },
+            Body::Found("127.0.0.2:666".into()),
+        );
+        group.attacker.send(&forged.encode());
+        // A seal made up, or made with another key, does no better.
+        let mut sealed = forged.clone();
+        superpeer::auth::DatagramSeals::new(keys(OTHER_KEY)).seal(&mut sealed, None);
+        group.attacker.send(&sealed.encode());
+        search.join().unwrap().assert_error(404);
+    });
+    // Ended by s2's signed "not here", not by the 3 s time-out.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Forged "not here" answers do not hide what exists.
+    std::thread::scope(|scope| {
+        let search = scope.spawn(|| s1.get(&format!("/api/supernode/search/{}", group.held)));
+        let query = query_for(&group.attacker, &group.held);
+        let Sender::Query { from, tag } = query.sender else {
+            panic!("not a tagged query")
+        };
+        let no = Sender::Reply {
+            from: "evil".into(),
+            to: from,
+            tag,
+        };
+        group
+            .attacker
+            .send(&Message::new(no, Body::NotFound(group.held.clone())).encode());
+        assert_eq!(search.join().unwrap().status, 200);
+    });
+    s1.wait_log("unsigned under the cluster key", Duration::from_secs(5));
+}
+
+#[test]
+fn a_captured_answer_replayed_or_moved_to_another_search_changes_nothing() {
+    use superpeer::wire::{self, Body, Sender};
+    let group = keyed_group(2);
+    let s1 = &group.s1;
+    // Capture s2's signed answer to a search for the held file.
+    let captured = std::thread::scope(|scope| {
+        let search = scope.spawn(|| s1.get(&format!("/api/supernode/search/{}", group.held)));
+        let answer = group
+            .attacker
+            .receive(Duration::from_secs(5), |d| d.contains(";21;"))
+            .expect("s2's answer");
+        assert_eq!(search.join().unwrap().status, 200);
+        wire::parse(answer.as_bytes()).unwrap()
+    });
+    assert!(captured.seal.is_some());
+    let absent = absent_id(8);
+    std::thread::scope(|scope| {
+        let search = scope.spawn(|| s1.get(&format!("/api/supernode/search/{absent}")));
+        let query = query_for(&group.attacker, &absent);
+        let Sender::Query { tag, .. } = query.sender else {
+            panic!("not a tagged query")
+        };
+        // The same datagram again, and moved to the new search's tag.
+        group.attacker.send(&captured.encode());
+        let mut moved = captured.clone();
+        if let Sender::Reply { tag: t, .. } = &mut moved.sender {
+            *t = tag;
+        }
+        group.attacker.send(&moved.encode());
+        let answer = search.join().unwrap();
+        answer.assert_error(404);
+        assert!(matches!(captured.body, Body::Found(_)));
+    });
+    s1.wait_log("a wrong MAC under the cluster key", Duration::from_secs(5));
+}
+
+#[test]
+fn made_up_peers_without_the_key_are_not_waited_for() {
+    // Group size unknown: peers are those heard. A thousand made-up names, unsigned, are not.
+    let group = keyed_group(0);
+    let zero = "0".repeat(64);
+    for n in 0..1000 {
+        group
+            .attacker
+            .send(format!("made-up-{n};22;{zero}").as_bytes());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // s2's own answer to the discovery ping has been heard by now: a negative search asks
+    // it alone and ends when it says no, not at the 3 s time-out.
+    wait_until("s1 to hear s2", Duration::from_secs(10), || {
+        let started = std::time::Instant::now();
+        let answer = group
+            .s1
+            .get(&format!("/api/supernode/search/{}", absent_id(9)));
+        answer.status == 404 && started.elapsed() < Duration::from_secs(1)
+    });
+    assert!(!group.s1.logged("of 1000 peers") && !group.s1.logged("of 1001 peers"));
+}
+
+#[test]
+fn the_seeds_unsigned_supernodes_are_not_answered_in_a_keyed_group() {
+    let group = keyed_group(2);
+    group
+        .attacker
+        .send(format!("seed-supernode;20;{}", group.held).as_bytes());
+    let answer = group
+        .attacker
+        .receive(Duration::from_millis(500), |d| d.contains(";21;"));
+    assert_eq!(answer, None);
+}
+
+#[test]
+fn keys_rotate_across_a_rolling_restart_without_a_failed_search() {
+    let (a, b) = (
+        "the-first-key-0123456789abcdef",
+        "the-second-key-0123456789abcdef",
+    );
+    let group = group();
+    let s2_port = free_port();
+    let folder = Folder::with(&[("f", b"found at every step\n")]);
+    let held = sha256(b"found at every step\n");
+    let supernode = |name: &str, keys: &str, port: Option<u16>| {
+        let launch = Launch::supernode(name, &group, 2).env("CLUSTER_KEY", keys);
+        match port {
+            Some(port) => launch.port(port),
+            None => launch,
+        }
+        .start()
+    };
+    let node = |keys: &str| {
+        Launch::node(
+            "node",
+            &folder.path,
+            &[&format!("http://127.0.0.1:{s2_port}")],
+        )
+        .env("CLUSTER_KEY", keys)
+        .start()
+    };
+    let found = |s1: &Proc| {
+        let answer = s1.get(&format!("/api/supernode/search/{held}"));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    };
+    let mut s1 = supernode("s1", a, None);
+    let mut s2 = supernode("s2", a, Some(s2_port));
+    let mut n = node(a);
+    wait_registered(&s2, &[&n]);
+    found(&s1);
+    // Every step: one instance restarts with its new keys, and searches go on at once. The
+    // first key signs, every one verifies: any two neighbouring steps understand each other.
+    for keys in [&format!("{a},{b}"), &format!("{b},{a}"), &b.to_string()] {
+        drop(s1);
+        s1 = supernode("s1", keys, None);
+        found(&s1);
+        drop(n);
+        n = node(keys);
+        wait_registered(&s2, &[&n]);
+        found(&s1);
+        drop(s2);
+        s2 = supernode("s2", keys, Some(s2_port));
+        wait_registered(&s2, &[&n]);
+        found(&s1);
+    }
+    // And the old key alone is now a stranger.
+    let stale = supernode("stale", a, None);
+    stale
+        .get(&format!("/api/supernode/search/{held}"))
+        .assert_error(404);
+}

@@ -3,59 +3,9 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use support::*;
-
-/// A member of the group as the seed's supernodes are: plain sender names, three fields.
-struct Peer {
-    socket: UdpSocket,
-    group: SocketAddrV4,
-}
-
-impl Peer {
-    fn join(group: &str) -> Peer {
-        let group: SocketAddrV4 = group.parse().unwrap();
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        socket.set_reuse_address(true).unwrap();
-        socket.set_reuse_port(true).unwrap();
-        socket
-            .bind(&std::net::SocketAddr::V4(group).into())
-            .unwrap();
-        socket
-            .join_multicast_v4(group.ip(), &Ipv4Addr::LOCALHOST)
-            .unwrap();
-        socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
-        socket.set_multicast_ttl_v4(1).unwrap();
-        socket.set_multicast_loop_v4(true).unwrap();
-        let socket: UdpSocket = socket.into();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Peer { socket, group }
-    }
-
-    fn send(&self, datagram: &[u8]) {
-        self.socket.send_to(datagram, self.group).unwrap();
-    }
-
-    /// The next datagram for which `keep` holds, within `limit`.
-    fn receive(&self, limit: Duration, keep: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        let mut buffer = [0u8; 2048];
-        while Instant::now() < deadline {
-            if let Ok((len, _)) = self.socket.recv_from(&mut buffer) {
-                let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
-                if keep(&text) {
-                    return Some(text);
-                }
-            }
-        }
-        None
-    }
-}
 
 fn fields(datagram: &str) -> Vec<&str> {
     datagram.split(';').collect()
