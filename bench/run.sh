@@ -445,6 +445,29 @@ m1_local_wrk() {
         "$(verdict "$ratio >= 0.5 && $BAD_A == 0")"
 }
 
+# The cost of the cluster key: the same remote searches in a keyed pair (every datagram
+# sealed and checked) and in the unkeyed pair a, b, interleaved.
+BENCH_KEY=bench-cluster-key-0123456789abcdef
+m2k_remote_keyed() {
+    [[ -n "${PORT[a]:-}" && -n "${PORT[b]:-}" ]] || return 1
+    mapfile -t envs < <(super_env 6 2)
+    start ka supernode "$BIN" 27024 "${envs[@]}" "CLUSTER_KEY=$BENCH_KEY" || return 1
+    if ! start kb supernode "$BIN" 27025 "${envs[@]}" "CLUSTER_KEY=$BENCH_KEY" ||
+        ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[kb]}" --seed 2 --nodes 1 --per 1000 \
+            --port-base 27802 --key "$BENCH_KEY" >/dev/null 2>&1 ||
+        ! wrk_pair "remote search, keyed" "http://$HOST:${PORT[ka]}" "$B_PATHS" \
+            "remote search, no key" "http://$HOST:${PORT[a]}" "$B_PATHS" "\"location\":\"$B_LOC\""; then
+        stop ka kb
+        return 1
+    fi
+    stop ka kb
+    local ratio
+    ratio=$(calc "$RPS_A / $RPS_B")
+    row 2k "supernode remote search, keyed group (every datagram sealed and checked), wrk" \
+        "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A")" "no key $(fmt "$RPS_B") req/s" "$ratio" \
+        ">= 0.9 x no key, all correct" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
+}
+
 # The static binary (make dist's, the one the VMs run) against the release one, on the same
 # local searches of the same index: allocations per request are what set them apart.
 m1s_local_static() {
@@ -803,6 +826,7 @@ fi
 measure 1 "supernode local search, wrk keep-alive" m1_local_wrk
 measure 1s "supernode local search, static binary" m1s_local_static
 measure 2 "supernode remote search, wrk" m2_remote_wrk
+measure 2k "supernode remote search, keyed group" m2k_remote_keyed
 measure 3 "one remote search, sequential, median" m3_sequential
 measure 4 "64 concurrent remote searches x 50" m4_concurrent
 measure 5 "negative searches" m5_negative

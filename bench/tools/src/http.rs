@@ -38,12 +38,24 @@ impl Conn {
 
     /// One request; on a connection the server closed meanwhile, one retry on a fresh one.
     pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<Response> {
+        self.request_with(method, path, String::new, body)
+    }
+
+    /// [`Conn::request`] with `extra` header lines (each ending in CRLF), made again for the
+    /// retry (a signature is good once).
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: impl Fn() -> String,
+        body: &[u8],
+    ) -> io::Result<Response> {
         let fresh = self.reader.is_none();
-        match self.try_request(method, path, body) {
+        match self.try_request(method, path, &extra(), body) {
             Ok(r) => Ok(r),
             Err(_) if !fresh => {
                 self.reader = None;
-                self.try_request(method, path, body)
+                self.try_request(method, path, &extra(), body)
             }
             Err(e) => Err(e),
         }
@@ -53,11 +65,17 @@ impl Conn {
         self.request("GET", path, b"")
     }
 
-    fn try_request(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<Response> {
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: &[u8],
+    ) -> io::Result<Response> {
         let host = self.addr;
         let result = (|| {
             let reader = self.connect()?;
-            let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+            let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}");
             if !body.is_empty() || method == "POST" {
                 head.push_str(&format!(
                     "Content-Type: application/json\r\nContent-Length: {}\r\n",

@@ -545,6 +545,13 @@ fn register(o: &Opts) -> Res<()> {
     let per: u64 = o.num("per", None)?;
     let port_base: u64 = o.num("port-base", None)?;
     let sample: u64 = o.num("sample", Some(0))?;
+    // --key: the cluster key to sign the registrations with (CLUSTER_KEY's format).
+    let keys = match o.opt("key") {
+        Some(text) => {
+            Some(superpeer::auth::ClusterKeys::parse(text).map_err(|e| format!("--key: {e}"))?)
+        }
+        None => None,
+    };
     let mut conn = Conn::new(addr, Duration::from_secs(120));
     let mut ms = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -567,9 +574,17 @@ fn register(o: &Opts) -> Res<()> {
             ));
         }
         body.push_str("]}");
+        let sign = || match &keys {
+            Some(keys) => {
+                let target = "/api/supernode/register";
+                let header = superpeer::auth::sign_request(keys, "POST", target, body.as_bytes());
+                format!("{}: {header}\r\n", superpeer::auth::AUTH_HEADER)
+            }
+            None => String::new(),
+        };
         let start = Instant::now();
         let response = conn
-            .request("POST", "/api/supernode/register", body.as_bytes())
+            .request_with("POST", "/api/supernode/register", sign, body.as_bytes())
             .map_err(|e| format!("POST register: {e}"))?;
         let elapsed = start.elapsed().as_secs_f64() * 1e3;
         if response.status != 204 {
