@@ -298,12 +298,13 @@ mod tests {
             seals.check(&reply("x:1"), Some(&id)),
             Err(SealError::Unsigned)
         );
-        // Right once; the same again is a replay; a later one from the sender is fine.
-        assert_eq!(seals.check(&sent, Some(&id)), Ok(()));
-        assert_eq!(seals.check(&sent, Some(&id)), Err(SealError::Replayed));
+        // Right once; the same again is a replay; others of the sender are fine, in any order.
         let mut later = reply("127.0.0.1:8000");
         seals.seal(&mut later, Some(&id));
         assert_eq!(seals.check(&later, Some(&id)), Ok(()));
+        assert_eq!(seals.check(&sent, Some(&id)), Ok(()));
+        assert_eq!(seals.check(&sent, Some(&id)), Err(SealError::Replayed));
+        assert_eq!(seals.check(&later, Some(&id)), Err(SealError::Replayed));
         // Too old, even with a right MAC.
         let mut old = reply("127.0.0.1:8000");
         let stamp = unix_us() - 2 * WINDOW.as_micros() as u64;
@@ -379,7 +380,7 @@ pub enum SealError {
     Wrong,
     /// Its time is outside the window.
     Stale,
-    /// Its time is not after the last one taken from its sender: sent again.
+    /// Its time was taken from its sender before: sent again.
     Replayed,
 }
 
@@ -396,18 +397,30 @@ impl fmt::Display for SealError {
 
 /// Seals the datagrams a supernode sends and checks the ones it gets. A seal's MAC covers the
 /// whole datagram and, for a `21` (whose payload is a location), the id it answers; its time
-/// must be within the window and after every earlier one of its sender, so a datagram sent
-/// again changes nothing.
+/// (unique per sender) must be within the window and not taken from its sender before, so a
+/// datagram sent again changes nothing.
 pub struct DatagramSeals {
     keys: ClusterKeys,
     last_stamp: std::sync::atomic::AtomicU64,
-    /// The last time taken from each sender; only datagrams that passed the MAC get here.
-    seen: Mutex<HashMap<String, u64>>,
+    /// The times taken from each sender; only datagrams that passed the MAC get here.
+    seen: Mutex<HashMap<String, Taken>>,
+}
+
+/// The times taken from one sender. Datagrams may arrive out of order (a supernode's queries
+/// leave from many threads), so a time is refused only when taken before or at most `floor`;
+/// the floor rises as the oldest times are forgotten.
+#[derive(Default)]
+struct Taken {
+    floor: u64,
+    times: std::collections::BTreeSet<u64>,
 }
 
 /// Senders remembered at most; older entries are forgotten first (their datagrams are
 /// outside the window by then).
 const MAX_SENDERS: usize = 1024;
+/// Times remembered per sender: datagrams arriving more than this many places out of order
+/// are dropped (a retry resends a query).
+const TIMES_PER_SENDER: usize = 4096;
 
 fn unix_us() -> u64 {
     SystemTime::now()
@@ -473,14 +486,34 @@ impl DatagramSeals {
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = message.sender.from();
-        if seen.get(sender).is_some_and(|&last| seal.stamp <= last) {
+        if let Some(taken) = seen.get(sender)
+            && (seal.stamp <= taken.floor || taken.times.contains(&seal.stamp))
+        {
             return Err(SealError::Replayed);
         }
         if seen.len() >= MAX_SENDERS && !seen.contains_key(sender) {
-            seen.retain(|_, last| now.saturating_sub(*last) <= window);
+            // Senders silent for a window: their datagrams would be stale anyway.
+            seen.retain(|_, taken| {
+                taken
+                    .times
+                    .last()
+                    .is_some_and(|&last| now.saturating_sub(last) <= window)
+            });
+            if seen.len() >= MAX_SENDERS {
+                return Err(SealError::Replayed);
+            }
         }
-        if seen.len() < MAX_SENDERS || seen.contains_key(sender) {
-            seen.insert(sender.to_string(), seal.stamp);
+        let taken = seen.entry(sender.to_string()).or_default();
+        taken.times.insert(seal.stamp);
+        // Forget the oldest beyond the count, and those outside the window: the floor (and
+        // the window itself) refuses them from now on.
+        let horizon = now.saturating_sub(window);
+        while taken.times.len() > TIMES_PER_SENDER
+            || taken.times.first().is_some_and(|&first| first < horizon)
+        {
+            if let Some(first) = taken.times.pop_first() {
+                taken.floor = taken.floor.max(first);
+            }
         }
         Ok(())
     }

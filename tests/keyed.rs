@@ -62,6 +62,24 @@ fn a_keyed_cluster_registers_its_nodes_and_searches() {
     // The node's heartbeats are signed too: they are taken.
     s2.wait_log("POST /api/supernode/alive -> 204", Duration::from_secs(5));
     assert!(!node.logged("failed"), "a heartbeat failed");
+    // Fifty searches at once: s1's queries leave from fifty threads, out of order, and each
+    // is taken (nothing of the cluster's own is dropped), each answered right.
+    std::thread::scope(|scope| {
+        let searches: Vec<_> = (0..50)
+            .map(|n| {
+                let (s1, id) = (&s1, &id);
+                scope.spawn(move || {
+                    let wanted = if n % 2 == 0 { id.clone() } else { absent_id(n) };
+                    (n, s1.get(&format!("/api/supernode/search/{wanted}")).status)
+                })
+            })
+            .collect();
+        for search in searches {
+            let (n, status) = search.join().unwrap();
+            assert_eq!(status, if n % 2 == 0 { 200 } else { 404 }, "search {n}");
+        }
+    });
+    assert!(!s1.logged("dropped a datagram") && !s2.logged("dropped a datagram"));
 }
 
 #[test]
