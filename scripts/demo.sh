@@ -8,7 +8,8 @@
 #   interface 127.0.0.1: no packet leaves the machine).
 #
 # Usage: scripts/demo.sh (or make demo). DEMO_EXIT=1 stops the cluster when the walk-through
-# ends; otherwise the cluster keeps running until Ctrl-C. Exits non-zero when an instance
+# ends; otherwise the cluster keeps running until Ctrl-C. DEMO_KEY=1 gives the whole cluster
+# a fresh cluster key (every registration and datagram signed). Exits non-zero when an instance
 # does not come up or an answer is not the expected one. Needs curl, python3 and sha256sum.
 set -euo pipefail
 
@@ -26,6 +27,10 @@ N2="http://$HOST:8001/api/node"
 
 # shellcheck source=scripts/clean-env.sh
 source scripts/clean-env.sh
+if [[ ${DEMO_KEY:-0} == 1 ]]; then
+    CLUSTER_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    export CLUSTER_KEY
+fi
 
 die() {
     echo "demo: $*" >&2
@@ -94,6 +99,9 @@ fail() {
     exit 1
 }
 
+if [[ -n ${CLUSTER_KEY:-} ]]; then
+    echo "== a fresh cluster key for every instance: registrations, heartbeats and datagrams signed"
+fi
 echo "== starting the cluster (logs in $LOG_DIR)"
 for i in "${!NAMES[@]}"; do
     "$BIN" "${ROLES[i]}" --config "${NAMES[i]}" >"$LOG_DIR/${NAMES[i]}.log" 2>&1 &
