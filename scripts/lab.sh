@@ -51,7 +51,8 @@
 # Needs root, iproute2, curl, python3, sha256sum, cargo (or LAB_BIN=<a built superpeer>);
 # drill 4 needs nft (installed with apt-get when missing; iptables as a fall-back).
 # Environment: LAB_STATE_DIR (default /tmp/superpeer-lab), LAB_BIN (skip the build and use
-# this binary), LAB_LOG_LEVEL (log level of the lab's processes, default info).
+# this binary), LAB_LOG_LEVEL (log level of the lab's processes, default info), LAB_KEY=1 (one
+# fresh cluster key for every instance: the same demonstration and drills in a keyed group).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -341,6 +342,8 @@ launch_proc() {
     local host=${spec[0]} role=${spec[1]} port=${spec[2]}
     local -a extra=("${spec[@]:3}")
     local ns="sp-host$host" ip pidfile="$STATE/procs/$name.pid" log="$STATE/procs/$name.log"
+    local -a keyed=()
+    [[ -s $STATE/cluster.key ]] && keyed=(CLUSTER_KEY_FILE="$STATE/cluster.key")
     ip=$(host_ip "$host")
     rm -f "$pidfile"
     echo "=== $(date '+%F %T') lab: starting $name ($role) in $ns on $ip:$port" >>"$log"
@@ -350,7 +353,7 @@ launch_proc() {
     # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash
     setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' lab-launch "$pidfile" \
         ip netns exec "$ns" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        LHOST="$ip" LPORT="$port" LOG_LEVEL="$LAB_LOG_LEVEL" "${extra[@]}" \
+        LHOST="$ip" LPORT="$port" LOG_LEVEL="$LAB_LOG_LEVEL" "${keyed[@]}" "${extra[@]}" \
         "$BIN" "$role" </dev/null >>"$log" 2>&1 9>&- &
     disown "$!"
     local deadline=$((SECONDS + 5))
@@ -650,6 +653,10 @@ EOF
 # Network and the seed's cluster; the caller owns clean-up on failure.
 lab_up() {
     mkdir -p "$STATE"
+    if [[ ${LAB_KEY:-0} == 1 ]]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STATE/cluster.key")
+        say "a fresh cluster key for every instance ($STATE/cluster.key): requests and datagrams signed"
+    fi
     load_ids
     build_binary
     net_up
