@@ -34,7 +34,9 @@ const MAX_NONCES: usize = 200_000;
 /// The cluster's keys: the first signs, all verify.
 #[derive(Clone)]
 pub struct ClusterKeys {
-    keys: Vec<Vec<u8>>,
+    /// Each key's HMAC state after the key itself (its padded blocks hashed once): a MAC
+    /// starts from a copy of it.
+    keys: Vec<Hmac<Sha256>>,
 }
 
 impl fmt::Debug for ClusterKeys {
@@ -63,12 +65,15 @@ impl ClusterKeys {
                 keys.len()
             ));
         }
+        let keys = keys
+            .iter()
+            .map(|key| Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"))
+            .collect();
         Ok(ClusterKeys { keys })
     }
 
-    fn mac(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    fn mac(key: &Hmac<Sha256>, parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac = key.clone();
         for part in parts {
             // Each part after its length: no two lists of parts sign the same bytes.
             mac.update(&(part.len() as u64).to_be_bytes());
@@ -282,8 +287,9 @@ mod tests {
             Message::new(sender, Body::Found(location.into()))
         };
         let mut found = reply("127.0.0.1:8000");
-        seals.seal(&mut found, Some(&id));
-        let sent = wire::parse(&found.encode()).unwrap();
+        let bytes = seals.seal_encode(&mut found, Some(&id));
+        assert_eq!(bytes, found.encode());
+        let sent = wire::parse(&bytes).unwrap();
         assert_eq!(sent, found);
         // Bound to the id it answers, and to every byte of it.
         assert_eq!(
@@ -445,12 +451,39 @@ impl DatagramSeals {
         ]
     }
 
+    /// Seals `message` and encodes it, writing its text once.
+    pub fn seal_encode(
+        &self,
+        message: &mut crate::wire::Message,
+        answered: Option<&crate::id::ResourceId>,
+    ) -> Vec<u8> {
+        let (text, seal) = self.sealed(message, answered);
+        message.seal = Some(seal);
+        // The MAC goes at the end of the sender field, before the first `;`.
+        let at = text.find(';').unwrap_or(text.len());
+        let mut out = Vec::with_capacity(text.len() + 33);
+        out.extend_from_slice(&text.as_bytes()[..at]);
+        out.push(b'/');
+        out.extend_from_slice(hex(&seal.mac).as_bytes());
+        out.extend_from_slice(&text.as_bytes()[at..]);
+        out
+    }
+
     /// Seals `message` (`answered`: the id a `21` answers).
     pub fn seal(
         &self,
         message: &mut crate::wire::Message,
         answered: Option<&crate::id::ResourceId>,
     ) {
+        message.seal = Some(self.sealed(message, answered).1);
+    }
+
+    /// The text a seal covers, and the seal.
+    fn sealed(
+        &self,
+        message: &crate::wire::Message,
+        answered: Option<&crate::id::ResourceId>,
+    ) -> (String, crate::wire::Seal) {
         use std::sync::atomic::Ordering;
         let now = unix_us();
         let stamp =
@@ -465,7 +498,7 @@ impl DatagramSeals {
         let tag = self.keys.sign(&Self::parts(&text, answered), 16);
         let mut mac = [0u8; 16];
         mac.copy_from_slice(&tag);
-        message.seal = Some(crate::wire::Seal { stamp, mac });
+        (text, crate::wire::Seal { stamp, mac })
     }
 
     /// Checks `message`'s seal; only a datagram that passes is remembered (its sender's time).

@@ -177,10 +177,11 @@ impl Inner {
     /// Sends `message` to the group, sealed when there is a cluster key (`answered`: the id a
     /// `21` answers, which its seal binds).
     fn send(&self, mut message: Message, answered: Option<&ResourceId>) {
-        if let Some(seals) = &self.seals {
-            seals.seal(&mut message, answered);
-        }
-        if let Err(e) = self.socket.send_to(&message.encode(), self.group) {
+        let bytes = match &self.seals {
+            Some(seals) => seals.seal_encode(&mut message, answered),
+            None => message.encode(),
+        };
+        if let Err(e) = self.socket.send_to(&bytes, self.group) {
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
                 log::warn!(

@@ -150,22 +150,28 @@ impl Message {
         self.text(Some(stamp), None)
     }
 
+    /// The datagram's text, built in one buffer (a search writes and reads several).
     fn text(&self, stamp: Option<u64>, mac: Option<&[u8; 16]>) -> String {
-        let mut sender = self.sender.to_string();
+        use std::fmt::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(192);
+        let _ = write!(out, "{}", self.sender);
         if let Some(stamp) = stamp {
-            sender.push_str(&format!("/{stamp:x}"));
+            let _ = write!(out, "/{stamp:x}");
         }
         if let Some(mac) = mac {
-            sender.push('/');
+            out.push('/');
             for byte in mac {
-                sender.push_str(&format!("{byte:02x}"));
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
         }
-        match &self.body {
-            Body::Query(id) => format!("{sender};20;{id}"),
-            Body::Found(location) => format!("{sender};21;{location}"),
-            Body::NotFound(id) => format!("{sender};22;{id}"),
-        }
+        let _ = match &self.body {
+            Body::Query(id) => write!(out, ";20;{id}"),
+            Body::Found(location) => write!(out, ";21;{location}"),
+            Body::NotFound(id) => write!(out, ";22;{id}"),
+        };
+        out
     }
 }
 
