@@ -72,6 +72,42 @@ impl ClusterKeys {
         Ok(ClusterKeys { keys })
     }
 
+    /// The keys for one purpose: each key's MAC of `purpose`. A MAC under them can never pass
+    /// for one under the keys themselves, or for another purpose, whatever its input.
+    pub fn derive(&self, purpose: &str) -> ClusterKeys {
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                let derived = Self::mac(key, &[purpose.as_bytes()])
+                    .finalize()
+                    .into_bytes();
+                Hmac::<Sha256>::new_from_slice(&derived).expect("HMAC takes keys of any length")
+            })
+            .collect();
+        ClusterKeys { keys }
+    }
+
+    /// The first 16 bytes of the MAC of `pieces` as one text, under the signing key; for
+    /// inputs that delimit themselves (a datagram's text), under keys of their own purpose.
+    pub fn sign_text(&self, pieces: &[&[u8]]) -> [u8; 16] {
+        let mut mac = self.keys[0].clone();
+        pieces.iter().for_each(|piece| mac.update(piece));
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
+    }
+
+    /// Whether `tag` is the [`ClusterKeys::sign_text`] of `pieces` under any of the keys.
+    pub fn verify_text(&self, pieces: &[&[u8]], tag: &[u8; 16]) -> bool {
+        self.keys.iter().any(|key| {
+            let mut mac = key.clone();
+            pieces.iter().for_each(|piece| mac.update(piece));
+            mac.verify_truncated_left(tag).is_ok()
+        })
+    }
+
     fn mac(key: &Hmac<Sha256>, parts: &[&[u8]]) -> Hmac<Sha256> {
         let mut mac = key.clone();
         for part in parts {
@@ -82,10 +118,12 @@ impl ClusterKeys {
         mac
     }
 
-    /// The MAC of `parts` under the signing key, cut to `len` bytes (16 or 32).
-    pub fn sign(&self, parts: &[&[u8]], len: usize) -> Vec<u8> {
-        let full = Self::mac(&self.keys[0], parts).finalize().into_bytes();
-        full[..len.min(full.len())].to_vec()
+    /// The MAC of `parts` under the signing key (a datagram keeps its first 16 bytes).
+    pub fn sign(&self, parts: &[&[u8]]) -> [u8; 32] {
+        Self::mac(&self.keys[0], parts)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// Whether `tag` is the MAC of `parts` under any of the keys (compared in constant time).
@@ -106,7 +144,9 @@ pub fn unix_ms() -> u64 {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = vec![0; 2 * bytes.len()];
+    crate::wire::write_hex(bytes, &mut text);
+    String::from_utf8(text).expect("hex digits are ASCII")
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -155,7 +195,7 @@ pub fn sign_request_at(
     let t = t_ms.to_string();
     let n = format!("{nonce:016x}");
     let h = hex(&Sha256::digest(body));
-    let m = hex(&keys.sign(&http_parts(method, target, &t, &n, &h), 32));
+    let m = hex(&keys.sign(&http_parts(method, target, &t, &n, &h)));
     format!("t={t};n={n};h={h};m={m}")
 }
 
@@ -293,34 +333,87 @@ mod tests {
         assert_eq!(sent, found);
         // Bound to the id it answers, and to every byte of it.
         assert_eq!(
-            seals.check(&sent, Some(&ResourceId([8; 32]))),
+            seals.check(&sent, &bytes, Some(&ResourceId([8; 32]))),
             Err(SealError::Wrong)
         );
         let mut moved = sent.clone();
         moved.body = Body::Found("10.0.0.66:80".into());
-        assert_eq!(seals.check(&moved, Some(&id)), Err(SealError::Wrong));
-        assert_eq!(other.check(&sent, Some(&id)), Err(SealError::Wrong));
         assert_eq!(
-            seals.check(&reply("x:1"), Some(&id)),
+            seals.check(&moved, &moved.encode(), Some(&id)),
+            Err(SealError::Wrong)
+        );
+        assert_eq!(other.check(&sent, &bytes, Some(&id)), Err(SealError::Wrong));
+        let unsigned = reply("x:1");
+        assert_eq!(
+            seals.check(&unsigned, &unsigned.encode(), Some(&id)),
             Err(SealError::Unsigned)
         );
         // Right once; the same again is a replay; others of the sender are fine, in any order.
         let mut later = reply("127.0.0.1:8000");
-        seals.seal(&mut later, Some(&id));
-        assert_eq!(seals.check(&later, Some(&id)), Ok(()));
-        assert_eq!(seals.check(&sent, Some(&id)), Ok(()));
-        assert_eq!(seals.check(&sent, Some(&id)), Err(SealError::Replayed));
-        assert_eq!(seals.check(&later, Some(&id)), Err(SealError::Replayed));
+        let later_bytes = seals.seal_encode(&mut later, Some(&id));
+        assert_eq!(seals.check(&later, &later_bytes, Some(&id)), Ok(()));
+        assert_eq!(seals.check(&sent, &bytes, Some(&id)), Ok(()));
+        assert_eq!(
+            seals.check(&sent, &bytes, Some(&id)),
+            Err(SealError::Replayed)
+        );
+        assert_eq!(
+            seals.check(&later, &later_bytes, Some(&id)),
+            Err(SealError::Replayed)
+        );
         // Too old, even with a right MAC.
         let mut old = reply("127.0.0.1:8000");
         let stamp = unix_us() - 2 * WINDOW.as_micros() as u64;
-        let text = old.signed_text(stamp);
-        let mac = seals.keys.sign(&DatagramSeals::parts(&text, Some(&id)), 16);
         old.seal = Some(crate::wire::Seal {
             stamp,
-            mac: mac.try_into().unwrap(),
+            mac: [0; 16],
         });
-        assert_eq!(seals.check(&old, Some(&id)), Err(SealError::Stale));
+        let mut old_bytes = old.encode();
+        let mac = seals.keys.sign_text(&DatagramSeals::parts(
+            wire::unsealed(&old_bytes).unwrap(),
+            Some(&id),
+        ));
+        wire::put_mac(&mut old_bytes, &mac);
+        let old = wire::parse(&old_bytes).unwrap();
+        assert_eq!(
+            seals.check(&old, &old_bytes, Some(&id)),
+            Err(SealError::Stale)
+        );
+    }
+
+    #[test]
+    fn the_replay_window_slides_with_the_latest_time() {
+        let base = 1_000_000_007;
+        let mut taken = Taken::new(base);
+        assert_eq!(taken.take(base), Err(SealError::Replayed));
+        // Later, then earlier ones inside the window, each once.
+        for stamp in [
+            base + 5,
+            base + 3,
+            base - 1,
+            base + 6 - REORDER_US,
+            base + 200,
+        ] {
+            assert_eq!(taken.take(stamp), Ok(()), "{stamp}");
+            assert_eq!(taken.take(stamp), Err(SealError::Replayed), "{stamp}");
+        }
+        assert_eq!(taken.take(base + 4), Ok(()));
+        // Out of the window below the latest: refused, taken or not.
+        assert_eq!(
+            taken.take(base + 200 - REORDER_US),
+            Err(SealError::Replayed)
+        );
+        // A jump clears what the window slides over: those bits stand for new times now.
+        let later = base + 200 + REORDER_US - 10;
+        assert_eq!(taken.take(later), Ok(()));
+        for stamp in [base + 205, later - 1, later - 64, later - 65] {
+            assert_eq!(taken.take(stamp), Ok(()), "{stamp}");
+        }
+        assert_eq!(taken.take(base + 4), Err(SealError::Replayed));
+        let far = later + 10 * REORDER_US;
+        assert_eq!(taken.take(far), Ok(()));
+        assert_eq!(taken.take(far - 1), Ok(()));
+        assert_eq!(taken.take(later), Err(SealError::Replayed));
     }
 
     #[test]
@@ -342,8 +435,8 @@ mod tests {
         let rotating = keys("new-key-0123456789abcdef,old-key-0123456789abcdef");
         let new = keys("new-key-0123456789abcdef");
         let parts: [&[u8]; 2] = [b"a", b"b"];
-        let by_old = old.sign(&parts, 16);
-        let by_rotating = rotating.sign(&parts, 16);
+        let by_old = old.sign(&parts);
+        let by_rotating = rotating.sign(&parts);
         assert!(rotating.verify(&parts, &by_old));
         assert!(new.verify(&parts, &by_rotating));
         assert!(!new.verify(&parts, &by_old));
@@ -412,21 +505,64 @@ pub struct DatagramSeals {
     seen: Mutex<HashMap<String, Taken>>,
 }
 
-/// The times taken from one sender. Datagrams may arrive out of order (a supernode's queries
-/// leave from many threads), so a time is refused only when taken before or at most `floor`;
-/// the floor rises as the oldest times are forgotten.
-#[derive(Default)]
+/// The times taken from one sender: a sliding window of `REORDER_US` microseconds below the
+/// latest, one bit a microsecond (the anti-replay window of IPsec, RFC 4303). Datagrams may
+/// arrive out of order (a supernode's queries leave from many threads): a time is refused
+/// when taken before, or when it is further below the latest than the window reaches.
 struct Taken {
-    floor: u64,
-    times: std::collections::BTreeSet<u64>,
+    latest: u64,
+    bits: Box<[u64]>,
+}
+
+/// How far below its sender's latest time a datagram may arrive: 65 ms (8 KiB a sender).
+/// One delayed longer is dropped as if replayed; a retry resends a query.
+const REORDER_US: u64 = 1 << 16;
+
+impl Taken {
+    fn new(stamp: u64) -> Taken {
+        let mut taken = Taken {
+            latest: stamp,
+            bits: vec![0; (REORDER_US / 64) as usize].into_boxed_slice(),
+        };
+        taken.flip(stamp);
+        taken
+    }
+
+    /// Flips the bit of `stamp`; whether it was set before.
+    fn flip(&mut self, stamp: u64) -> bool {
+        let at = stamp % REORDER_US;
+        let (word, bit) = ((at / 64) as usize, 1u64 << (at % 64));
+        let was = self.bits[word] & bit != 0;
+        self.bits[word] ^= bit;
+        was
+    }
+
+    /// Takes `stamp` unless taken before or out of the window.
+    fn take(&mut self, stamp: u64) -> Result<(), SealError> {
+        if stamp > self.latest {
+            // The bits of the times the window slides over now stand for new ones: cleared.
+            let mut at = (self.latest + 1).max(stamp.saturating_sub(REORDER_US - 1));
+            while at <= stamp {
+                let (word, bit) = (((at % REORDER_US) / 64) as usize, at % 64);
+                let n = (64 - bit).min(stamp + 1 - at);
+                self.bits[word] &= !(u64::MAX >> (64 - n) << bit);
+                at += n;
+            }
+            self.latest = stamp;
+        } else if self.latest - stamp >= REORDER_US {
+            return Err(SealError::Replayed);
+        }
+        if self.flip(stamp) {
+            self.flip(stamp);
+            return Err(SealError::Replayed);
+        }
+        Ok(())
+    }
 }
 
 /// Senders remembered at most; older entries are forgotten first (their datagrams are
 /// outside the window by then).
 const MAX_SENDERS: usize = 1024;
-/// Times remembered per sender: datagrams arriving more than this many places out of order
-/// are dropped (a retry resends a query).
-const TIMES_PER_SENDER: usize = 4096;
 
 fn unix_us() -> u64 {
     SystemTime::now()
@@ -437,53 +573,33 @@ fn unix_us() -> u64 {
 impl DatagramSeals {
     pub fn new(keys: ClusterKeys) -> DatagramSeals {
         DatagramSeals {
-            keys,
+            keys: keys.derive("superpeer datagram"),
             last_stamp: std::sync::atomic::AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    fn parts<'a>(text: &'a str, answered: Option<&'a crate::id::ResourceId>) -> [&'a [u8]; 3] {
+    /// What a datagram's MAC covers: its bytes but the MAC (`unsealed`, in two pieces) and,
+    /// for a `21` (whose payload is a location), the id it answers. No framing is needed: the
+    /// text delimits itself, and its code says whether 32 bytes of id follow.
+    fn parts<'a>(
+        unsealed: (&'a [u8], &'a [u8]),
+        answered: Option<&'a crate::id::ResourceId>,
+    ) -> [&'a [u8]; 3] {
         [
-            b"superpeer datagram",
-            text.as_bytes(),
+            unsealed.0,
+            unsealed.1,
             answered.map_or(&[][..], |id| &id.0[..]),
         ]
     }
 
-    /// Seals `message` and encodes it, writing its text once.
+    /// Seals `message` and encodes it: the text is written once, with room for the MAC, which
+    /// is then computed over the text around it and written in place.
     pub fn seal_encode(
         &self,
         message: &mut crate::wire::Message,
         answered: Option<&crate::id::ResourceId>,
     ) -> Vec<u8> {
-        let (text, seal) = self.sealed(message, answered);
-        message.seal = Some(seal);
-        // The MAC goes at the end of the sender field, before the first `;`.
-        let at = text.find(';').unwrap_or(text.len());
-        let mut out = Vec::with_capacity(text.len() + 33);
-        out.extend_from_slice(&text.as_bytes()[..at]);
-        out.push(b'/');
-        out.extend_from_slice(hex(&seal.mac).as_bytes());
-        out.extend_from_slice(&text.as_bytes()[at..]);
-        out
-    }
-
-    /// Seals `message` (`answered`: the id a `21` answers).
-    pub fn seal(
-        &self,
-        message: &mut crate::wire::Message,
-        answered: Option<&crate::id::ResourceId>,
-    ) {
-        message.seal = Some(self.sealed(message, answered).1);
-    }
-
-    /// The text a seal covers, and the seal.
-    fn sealed(
-        &self,
-        message: &crate::wire::Message,
-        answered: Option<&crate::id::ResourceId>,
-    ) -> (String, crate::wire::Seal) {
         use std::sync::atomic::Ordering;
         let now = unix_us();
         let stamp =
@@ -494,22 +610,32 @@ impl DatagramSeals {
                 }) {
                 Ok(last) | Err(last) => now.max(last + 1),
             };
-        let text = message.signed_text(stamp);
-        let tag = self.keys.sign(&Self::parts(&text, answered), 16);
-        let mut mac = [0u8; 16];
-        mac.copy_from_slice(&tag);
-        (text, crate::wire::Seal { stamp, mac })
+        message.seal = Some(crate::wire::Seal {
+            stamp,
+            mac: [0; 16],
+        });
+        let mut bytes = message.encode();
+        let unsealed = crate::wire::unsealed(&bytes).expect("a sealed datagram has a MAC field");
+        let mac = self.keys.sign_text(&Self::parts(unsealed, answered));
+        crate::wire::put_mac(&mut bytes, &mac);
+        message.seal = Some(crate::wire::Seal { stamp, mac });
+        bytes
     }
 
-    /// Checks `message`'s seal; only a datagram that passes is remembered (its sender's time).
+    /// Checks the seal of `message`, parsed from `datagram`; only a datagram that passes is
+    /// remembered (its sender's time).
     pub fn check(
         &self,
         message: &crate::wire::Message,
+        datagram: &[u8],
         answered: Option<&crate::id::ResourceId>,
     ) -> Result<(), SealError> {
         let seal = message.seal.ok_or(SealError::Unsigned)?;
-        let text = message.signed_text(seal.stamp);
-        if !self.keys.verify(&Self::parts(&text, answered), &seal.mac) {
+        let unsealed = crate::wire::unsealed(datagram).ok_or(SealError::Unsigned)?;
+        if !self
+            .keys
+            .verify_text(&Self::parts(unsealed, answered), &seal.mac)
+        {
             return Err(SealError::Wrong);
         }
         let now = unix_us();
@@ -519,35 +645,17 @@ impl DatagramSeals {
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = message.sender.from();
-        if let Some(taken) = seen.get(sender)
-            && (seal.stamp <= taken.floor || taken.times.contains(&seal.stamp))
-        {
-            return Err(SealError::Replayed);
+        if let Some(taken) = seen.get_mut(sender) {
+            return taken.take(seal.stamp);
         }
-        if seen.len() >= MAX_SENDERS && !seen.contains_key(sender) {
+        if seen.len() >= MAX_SENDERS {
             // Senders silent for a window: their datagrams would be stale anyway.
-            seen.retain(|_, taken| {
-                taken
-                    .times
-                    .last()
-                    .is_some_and(|&last| now.saturating_sub(last) <= window)
-            });
+            seen.retain(|_, taken| now.saturating_sub(taken.latest) <= window);
             if seen.len() >= MAX_SENDERS {
                 return Err(SealError::Replayed);
             }
         }
-        let taken = seen.entry(sender.to_string()).or_default();
-        taken.times.insert(seal.stamp);
-        // Forget the oldest beyond the count, and those outside the window: the floor (and
-        // the window itself) refuses them from now on.
-        let horizon = now.saturating_sub(window);
-        while taken.times.len() > TIMES_PER_SENDER
-            || taken.times.first().is_some_and(|&first| first < horizon)
-        {
-            if let Some(first) = taken.times.pop_first() {
-                taken.floor = taken.floor.max(first);
-            }
-        }
+        seen.insert(sender.to_string(), Taken::new(seal.stamp));
         Ok(())
     }
 }

@@ -356,7 +356,7 @@ impl Inner {
                 (Body::Found(_), Sender::Reply { .. }) => return,
                 _ => None,
             };
-            if let Err(why) = seals.check(&message, answered.as_ref()) {
+            if let Err(why) = seals.check(&message, datagram, answered.as_ref()) {
                 if let Some(count) = self.refused.hit() {
                     log::warn!(
                         "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({count} dropped since the last report)",

@@ -113,14 +113,55 @@ fn parse_stamp(text: &str) -> Option<u64> {
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 16]> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            b'A'..=b'F' => Some(digit - b'A' + 10),
+            _ => None,
+        }
+    }
     if text.len() != 32 {
         return None;
     }
     let mut mac = [0u8; 16];
     for (byte, pair) in mac.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(mac)
+}
+
+/// Writes `bytes` as lowercase hex digits into `out` (twice as long).
+pub fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+}
+
+/// A sealed datagram without its MAC, in two pieces: the text before `/<mac>` (the sender
+/// field's last part) and the text from the first `;` on. This, not a text written again from
+/// what was parsed, is what the MAC covers: every byte as sent.
+pub fn unsealed(datagram: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = datagram.len()
+        - datagram
+            .iter()
+            .rev()
+            .take_while(|b| matches!(b, b'\n' | b'\r' | b'\0'))
+            .count();
+    let semi = datagram.iter().position(|&b| b == b';')?;
+    let slash = datagram[..semi].iter().rposition(|&b| b == b'/')?;
+    (semi - slash == 33).then(|| (&datagram[..slash], &datagram[semi..end]))
+}
+
+/// Writes `mac` into the room a sealed datagram keeps for it (see [`unsealed`]).
+pub fn put_mac(datagram: &mut [u8], mac: &[u8; 16]) {
+    if let Some(semi) = datagram.iter().position(|&b| b == b';')
+        && semi >= 32
+    {
+        write_hex(mac, &mut datagram[semi - 32..semi]);
+    }
 }
 
 /// One datagram of the protocol.
@@ -142,29 +183,24 @@ impl Message {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
-    }
-
-    /// What the seal's MAC covers: the datagram with the seal's time but not its MAC.
-    pub fn signed_text(&self, stamp: u64) -> String {
-        self.text(Some(stamp), None)
+        let seal = self.seal.as_ref();
+        self.text(seal.map(|s| s.stamp), seal.map(|s| &s.mac))
+            .into_bytes()
     }
 
     /// The datagram's text, built in one buffer (a search writes and reads several).
     fn text(&self, stamp: Option<u64>, mac: Option<&[u8; 16]>) -> String {
         use std::fmt::Write;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(192);
         let _ = write!(out, "{}", self.sender);
         if let Some(stamp) = stamp {
             let _ = write!(out, "/{stamp:x}");
         }
         if let Some(mac) = mac {
+            let mut digits = [0u8; 32];
+            write_hex(mac, &mut digits);
             out.push('/');
-            for byte in mac {
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0xf)]));
-            }
+            out.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
         }
         let _ = match &self.body {
             Body::Query(id) => write!(out, ";20;{id}"),
@@ -323,9 +359,11 @@ mod tests {
             sealed.to_string(),
             format!("peer/me/7/1234/{};21;127.0.0.1:8000", "ab".repeat(16))
         );
+        let bytes = sealed.encode();
+        let (before, after) = unsealed(&bytes).unwrap();
         assert_eq!(
-            sealed.signed_text(0x1234),
-            "peer/me/7/1234;21;127.0.0.1:8000"
+            (before, after),
+            (&b"peer/me/7/1234"[..], &b";21;127.0.0.1:8000"[..])
         );
         // A plain name with slashes is not a seal.
         let plain = parse(format!("a/b/c/d;20;{ID}").as_bytes()).unwrap();

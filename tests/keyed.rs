@@ -277,8 +277,9 @@ fn forged_answers_from_a_host_without_the_key_change_nothing() {
         group.attacker.send(&forged.encode());
         // A seal made up, or made with another key, does no better.
         let mut sealed = forged.clone();
-        superpeer::auth::DatagramSeals::new(keys(OTHER_KEY)).seal(&mut sealed, None);
-        group.attacker.send(&sealed.encode());
+        let bytes =
+            superpeer::auth::DatagramSeals::new(keys(OTHER_KEY)).seal_encode(&mut sealed, None);
+        group.attacker.send(&bytes);
         search.join().unwrap().assert_error(404);
     });
     // Forged "not here" answers do not hide what exists.
