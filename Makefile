@@ -130,9 +130,11 @@ lab: dist
 lab-down:
 	cd '$(ROOT)' && bash scripts/lab.sh down
 
-# The seed's demonstration across the lab's hosts, then the fault drills.
+# The seed's demonstration across the lab's hosts, then the fault drills; then the drills
+# written in Rust (tests/lab.rs: namespaces of their own, with a fourth host, the attacker's).
 lab-test: dist
 	cd '$(ROOT)' && LAB_BIN='$(ROOT)/dist/superpeer' bash scripts/lab.sh test
+	cd '$(ROOT)' && cargo test --test lab -- --ignored --nocapture --test-threads=1
 
 # Every benchmark, against references measured in the same run: bench/results.md.
 bench:

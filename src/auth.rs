@@ -483,6 +483,11 @@ pub enum SealError {
     Replayed,
 }
 
+impl SealError {
+    /// How many kinds there are (`why as usize` numbers them).
+    pub const COUNT: usize = 4;
+}
+
 impl fmt::Display for SealError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender as ReplyTx, bounded};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::auth::DatagramSeals;
+use crate::auth::{DatagramSeals, SealError};
 use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::id::ResourceId;
@@ -94,8 +94,9 @@ struct Inner {
     /// `CLUSTER_KEY`: every datagram sent is sealed, and one that fails is dropped before it
     /// touches any state.
     seals: Option<DatagramSeals>,
-    /// Datagrams dropped by the cluster key, for a throttled log line.
-    refused: Throttle,
+    /// Datagrams dropped by the cluster key, for a throttled log line for each reason (a
+    /// flood of one kind must not hide another).
+    refused: [Throttle; SealError::COUNT],
     state: Mutex<State>,
 }
 
@@ -133,7 +134,7 @@ impl Multicast {
             next_tag: AtomicU64::new(PING_TAG + 1),
             send_failures: Throttle::new(FAILURE_REPORT_PERIOD),
             seals: config.cluster_keys.clone().map(DatagramSeals::new),
-            refused: Throttle::new(FAILURE_REPORT_PERIOD),
+            refused: std::array::from_fn(|_| Throttle::new(FAILURE_REPORT_PERIOD)),
             state: Mutex::new(State::default()),
         });
         let thread_inner = inner.clone();
@@ -357,9 +358,9 @@ impl Inner {
                 _ => None,
             };
             if let Err(why) = seals.check(&message, datagram, answered.as_ref()) {
-                if let Some(count) = self.refused.hit() {
+                if let Some(count) = self.refused[why as usize].hit() {
                     log::warn!(
-                        "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({count} dropped since the last report)",
+                        "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({count} dropped as {why} since the last report)",
                         sender.escape_debug()
                     );
                 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub mod netns;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_superpeer");
 
 /// A multicast `group:port` no other test (in this or another test process) uses.
@@ -62,6 +64,7 @@ pub struct Launch {
     args: Vec<String>,
     env: HashMap<String, String>,
     nofile: Option<u64>,
+    netns: Option<String>,
 }
 
 impl Launch {
@@ -97,6 +100,7 @@ impl Launch {
             args: vec![role.into()],
             env: HashMap::new(),
             nofile: None,
+            netns: None,
         };
         launch
             .env("LHOST", "127.0.0.1")
@@ -124,6 +128,12 @@ impl Launch {
         self
     }
 
+    /// Runs the instance in network namespace `ns` (see [`netns::Lan`]).
+    pub fn netns(mut self, ns: &str) -> Launch {
+        self.netns = Some(ns.into());
+        self
+    }
+
     /// Starts the instance and waits until it listens.
     pub fn start(self) -> Proc {
         let mut proc = self.spawn();
@@ -136,18 +146,22 @@ impl Launch {
 
     /// Starts the process without waiting for anything (for start-up failures).
     pub fn spawn(self) -> Proc {
-        let mut command = match self.nofile {
-            // util-linux's prlimit sets the limit and runs the binary in its place.
-            Some(files) => {
-                let mut command = Command::new("prlimit");
-                command
-                    .arg(format!("--nofile={files}:{files}"))
-                    .arg("--")
-                    .arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
+        // util-linux's prlimit and iproute2's `ip netns exec` each run the next program in
+        // their place: the child's PID stays the binary's.
+        let mut program: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            program.extend(["ip", "netns", "exec", ns].map(String::from));
+        }
+        if let Some(files) = self.nofile {
+            program.extend([
+                "prlimit".into(),
+                format!("--nofile={files}:{files}"),
+                "--".into(),
+            ]);
+        }
+        program.push(BIN.into());
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
         command
             .args(&self.args)
             .stdin(Stdio::null())
@@ -346,6 +360,12 @@ pub fn get(url: &str) -> Resp {
     finish(agent().get(url).call(), url)
 }
 
+/// [`get`], or `None` when no answer came (refused, reset, timed out).
+pub fn try_get(url: &str) -> Option<Resp> {
+    let result = agent().get(url).call();
+    result.is_ok().then(|| finish(result, url))
+}
+
 pub fn post(url: &str, body: &[u8]) -> Resp {
     finish(
         agent()
@@ -518,6 +538,11 @@ pub struct Peer {
 
 impl Peer {
     pub fn join(group: &str) -> Peer {
+        Peer::join_on(group, Ipv4Addr::LOCALHOST)
+    }
+
+    /// A member of `group` on the interface of address `interface`.
+    pub fn join_on(group: &str, interface: Ipv4Addr) -> Peer {
         let group: SocketAddrV4 = group.parse().unwrap();
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
         socket.set_reuse_address(true).unwrap();
@@ -525,10 +550,8 @@ impl Peer {
         socket
             .bind(&std::net::SocketAddr::V4(group).into())
             .unwrap();
-        socket
-            .join_multicast_v4(group.ip(), &Ipv4Addr::LOCALHOST)
-            .unwrap();
-        socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+        socket.join_multicast_v4(group.ip(), &interface).unwrap();
+        socket.set_multicast_if_v4(&interface).unwrap();
         socket.set_multicast_ttl_v4(1).unwrap();
         socket.set_multicast_loop_v4(true).unwrap();
         let socket: UdpSocket = socket.into();
@@ -540,6 +563,13 @@ impl Peer {
 
     pub fn send(&self, datagram: &[u8]) {
         self.socket.send_to(datagram, self.group).unwrap();
+    }
+
+    /// The next datagram and its source, if one comes within the socket's 100 ms.
+    pub fn next(&self) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buffer = [0u8; 2048];
+        let (len, from) = self.socket.recv_from(&mut buffer).ok()?;
+        Some((buffer[..len].to_vec(), from))
     }
 
     /// The next datagram for which `keep` holds, within `limit`.

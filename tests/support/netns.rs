@@ -1,0 +1,155 @@
+//! A LAN of network namespaces for the lab drills (root only): a bridge in a namespace of its
+//! own and one namespace a host, each with `eth0` on the bridge. Everything is created inside
+//! those namespaces (each veth is born in the LAN's namespace and its peer moved straight into
+//! a host's), nothing is attached to the machine's own interfaces, and everything is deleted
+//! when the [`Lan`] is dropped, even when the test fails.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+/// Whether this process may create network namespaces.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `ip` with `args`; panics with its error output when it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Moves the calling thread into network namespace `ns`: the sockets it opens from now on
+/// live there (the rest of the process stays where it was).
+pub fn enter(ns: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{ns}"))
+        .unwrap_or_else(|e| panic!("open namespace {ns}: {e}"));
+    // SAFETY: a valid descriptor of a network namespace; only this thread changes namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+/// Namespaces of this harness are named `spt<pid>-...`: those of test processes that died
+/// without cleaning up (killed by a signal) are deleted before a new LAN is made.
+const PREFIX: &str = "spt";
+
+fn delete_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Hosts 1..=n on one bridge: host `h` is `192.168.35.(9 + h)/24`, as the seed's VMs were.
+pub struct Lan {
+    lan: String,
+    hosts: Vec<String>,
+}
+
+impl Lan {
+    pub fn new(hosts: usize) -> Lan {
+        delete_orphans();
+        let prefix = format!("{PREFIX}{}", std::process::id());
+        let mut made = Lan {
+            lan: format!("{prefix}-lan"),
+            hosts: Vec::new(),
+        };
+        ip(&["netns", "add", &made.lan]);
+        let lan = made.lan.clone();
+        ip(&["-n", &lan, "link", "set", "lo", "up"]);
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
+        // Without snooping the bridge floods multicast to every port: no IGMP querier needed.
+        ip(&[
+            "-n",
+            &lan,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ip(&["-n", &lan, "link", "set", "br0", "up"]);
+        for h in 1..=hosts {
+            let ns = format!("{prefix}-h{h}");
+            ip(&["netns", "add", &ns]);
+            made.hosts.push(ns.clone());
+            let port = format!("h{h}");
+            ip(&[
+                "-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ]);
+            ip(&["-n", &lan, "link", "set", &port, "master", "br0"]);
+            ip(&["-n", &lan, "link", "set", &port, "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Lan::ip(h)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        }
+        made
+    }
+
+    /// Host `h`'s address.
+    pub fn ip(h: usize) -> Ipv4Addr {
+        Ipv4Addr::new(192, 168, 35, 9 + h as u8)
+    }
+
+    /// Host `h`'s namespace.
+    pub fn ns(&self, h: usize) -> &str {
+        &self.hosts[h - 1]
+    }
+
+    /// Runs `f` on a thread inside host `h`'s namespace and returns what it returns.
+    pub fn on<T: Send>(&self, h: usize, f: impl FnOnce() -> T + Send) -> T {
+        let ns = self.ns(h);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter(ns);
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // The processes in them are stopped first (they were started after the LAN, so they
+        // are dropped before it); deleting a namespace takes its interfaces with it.
+        for ns in self.hosts.iter().chain([&self.lan]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
