@@ -315,7 +315,24 @@ impl Registrar {
                     }
                 }
             }
+            // Stopping (SIGTERM): leave now, so that no search hands this node out any more.
+            self.leave(&beat);
             return;
+        }
+    }
+
+    fn leave(&self, beat: &str) {
+        let endpoint = self.upstream.current().to_string();
+        match self.upstream.post("/leave", beat.as_bytes()) {
+            Ok(204 | 200) => log::info!(
+                "left {endpoint}: the resources of {} are out of its index",
+                self.location
+            ),
+            Ok(404) => log::info!("{endpoint} did not know {} any more", self.location),
+            outcome => log::warn!(
+                "cannot leave {endpoint} ({outcome:?}): it drops {} after missed health checks",
+                self.location
+            ),
         }
     }
 }

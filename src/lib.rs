@@ -44,19 +44,36 @@ use http::{HttpServer, Request};
 use shutdown::Shutdown;
 
 /// A running node or supernode.
+///
+/// It stops in two steps: `shutdown` stops the listener, the node's registration (which
+/// leaves its supernode) and the periodic work; once the requests in flight are answered,
+/// `background` stops the threads they may need meanwhile (a supernode's multicast search).
 pub struct Instance {
     http: HttpServer,
     shutdown: Shutdown,
+    background: Shutdown,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Instance {
-    fn new(http: HttpServer, shutdown: Shutdown, threads: Vec<JoinHandle<()>>) -> Instance {
+    fn new(
+        http: HttpServer,
+        shutdown: Shutdown,
+        background: Shutdown,
+        threads: Vec<JoinHandle<()>>,
+    ) -> Instance {
         Instance {
             http,
             shutdown,
+            background,
             threads,
         }
+    }
+
+    /// The signal that stops the instance (for SIGTERM): `trigger` it from any thread, and
+    /// [`Instance::wait`] returns once the requests in flight are answered.
+    pub fn stopper(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// The address the API listens on (the real port when `LPORT` was 0).
@@ -70,9 +87,11 @@ impl Instance {
         self.wait();
     }
 
-    /// Waits until the instance stops (for the binary: until the process is killed).
+    /// Waits until the instance stops: until its stopper is triggered and the requests in
+    /// flight are answered (for at most 10 s).
     pub fn wait(self) {
         self.http.join();
+        self.background.trigger();
         for thread in self.threads {
             let _ = thread.join();
         }

@@ -1,5 +1,5 @@
 //! `superpeer [supernode|node] [--config NAME|PATH]`: loads the configuration, starts logging
-//! and runs the instance until the process is stopped.
+//! and runs the instance until SIGTERM or SIGINT stops it.
 
 use std::process::ExitCode;
 
@@ -57,7 +57,11 @@ fn main() -> ExitCode {
     };
     match superpeer::start(config) {
         Ok(instance) => {
+            if let Err(e) = superpeer::shutdown::on_signals(instance.stopper()) {
+                return fail(&format!("cannot handle SIGTERM and SIGINT: {e}"));
+            }
             instance.wait();
+            log::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e.to_string()),

@@ -259,7 +259,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         retry_max: config.register_retry_max,
     };
     threads.push(registrar.spawn(shutdown.clone())?);
-    Ok(Instance::new(http, shutdown, threads))
+    Ok(Instance::new(http, shutdown, Shutdown::new(), threads))
 }
 
 /// Looks at the folder every period; a change replaces the catalog and the registration.

@@ -1,7 +1,8 @@
 //! One stop signal shared by every thread of a running instance.
 //!
 //! Loops sleep through [`Shutdown::sleep`] instead of `thread::sleep`, so a stop wakes them at
-//! once rather than at the end of their period.
+//! once rather than at the end of their period. [`on_signals`] turns SIGTERM and SIGINT into
+//! that stop.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -45,4 +46,35 @@ impl Shutdown {
         }
         true
     }
+}
+
+/// From now on SIGTERM or SIGINT (systemd's stop, Ctrl-C) triggers `stopper`: a graceful stop.
+/// A second one ends the process at once, for a stop that takes too long.
+pub fn on_signals(stopper: Shutdown) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let name = |signal| {
+        if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if let Some(signal) = received.next() {
+                log::info!(
+                    "{}: stopping (the requests in flight are answered first)",
+                    name(signal)
+                );
+                stopper.trigger();
+            }
+            if let Some(signal) = received.next() {
+                log::warn!("{} again: exiting now", name(signal));
+                std::process::exit(1);
+            }
+        })?;
+    Ok(())
 }

@@ -393,9 +393,12 @@ impl SupernodeService {
 /// Joins the group, starts the liveness sweep and the API.
 pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
     let shutdown = Shutdown::new();
+    // Searches and sweeps in flight when the stop comes still need these two.
+    let background = Shutdown::new();
     let index = Arc::new(RwLock::new(Index::new()));
-    let (multicast, multicast_thread) = Multicast::start(&config, index.clone(), shutdown.clone())?;
-    let liveness = Arc::new(Liveness::new(&config, index.clone(), shutdown.clone()));
+    let (multicast, multicast_thread) =
+        Multicast::start(&config, index.clone(), background.clone())?;
+    let liveness = Arc::new(Liveness::new(&config, index.clone(), background.clone()));
     let liveness_thread = liveness.clone().spawn()?;
     let service = SupernodeService {
         index,
@@ -427,6 +430,7 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
     Ok(Instance::new(
         http,
         shutdown,
+        background,
         vec![multicast_thread, liveness_thread],
     ))
 }

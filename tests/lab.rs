@@ -481,3 +481,46 @@ fn an_attacker_host_changes_no_answer_in_a_keyed_lab() {
         "the attacker heard no query"
     );
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: make lab-test"]
+fn a_node_stopped_with_sigterm_is_gone_from_every_supernode_within_a_second() {
+    let mut lab = KeyedLab::start();
+    let loc3 = lab.node3.location();
+    let search =
+        |supernode: &Proc, id: &str| supernode.get(&format!("/api/supernode/search/{id}")).status;
+    // node3's files: one it shares with nobody, at its own supernode and through the group.
+    let found = lab.lan.on(2, || {
+        (search(&lab.s2, &lab.ids[2]), search(&lab.s1, &lab.ids[3]))
+    });
+    assert_eq!(found, (200, 200));
+    let stopped = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &lab.node3.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let gone = lab.lan.on(2, || {
+        let deadline = stopped + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if search(&lab.s2, &lab.ids[2]) == 404 && search(&lab.s1, &lab.ids[3]) == 404 {
+                return Some(stopped.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    });
+    let exit = lab.node3.wait_exit(Duration::from_secs(15));
+    let alive2 = lab.lan.on(1, || alive(&lab.s2));
+    let ok = gone.is_some_and(|took| took < Duration::from_secs(1))
+        && exit.code() == Some(0)
+        && !alive2.contains(&loc3);
+    eprintln!(
+        "{} drill: kill -TERM node3 in the keyed lab: its files gone from supernode2 and from \
+         supernode1's group search after {} (want under 1 s; the liveness sweep alone would \
+         take 5-15 s); node3 exited with {exit}; supernode2 lists {alive2:?}",
+        if ok { "OK" } else { "NOK" },
+        gone.map_or("never".to_string(), |took| format!("{took:.2?}")),
+    );
+    assert!(ok);
+}

@@ -222,6 +222,10 @@ impl Proc {
         format!("http://{}", self.addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `host:port`, as the node registers itself.
     pub fn location(&self) -> String {
         self.addr.to_string()
