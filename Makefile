@@ -25,7 +25,7 @@ given = $(if $(filter command line override,$(origin $1)),$(strip $($1)))
 env_if = $(if $(call given,$2),$1='$(call given,$2)' )
 
 .DEFAULT_GOAL := help
-.PHONY: help build r-super r-node test fmt fmt-fix lint demo dist dist-target lab lab-down lab-test bench attack fuzz clean
+.PHONY: help build r-super r-node test test-tools fmt fmt-fix lint demo dist dist-target lab lab-down lab-test bench attack fuzz clean
 
 # List the targets and how to start an instance.
 help:
@@ -37,6 +37,7 @@ help:
 	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
 	@echo '  r-node    run a node (default CONFIG=node1)'
 	@echo '  test      cargo test'
+	@echo '  test-tools  the tests that need Debian tools (promtool; installs them with apt-get)'
 	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
 	@echo '  lint      cargo clippy --all-targets -- -D warnings'
 	@echo '  demo      start a 2-supernode, 3-node cluster on 127.0.0.1 and walk through'
@@ -79,6 +80,11 @@ r-node:
 # Run the unit and integration tests.
 test:
 	cd '$(ROOT)' && $(CARGO) test
+
+# The tests that need tools from Debian packages (promtool from prometheus): installed first.
+test-tools:
+	cd '$(ROOT)' && { command -v promtool >/dev/null || bash scripts/apt-install.sh prometheus; }
+	cd '$(ROOT)' && $(CARGO) test --test metrics -- --ignored
 
 # Check the formatting without changing anything (the bench tools and fuzz targets too).
 fmt:

@@ -486,6 +486,16 @@ pub enum SealError {
 impl SealError {
     /// How many kinds there are (`why as usize` numbers them).
     pub const COUNT: usize = 4;
+
+    /// The reason, as the metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            SealError::Unsigned => "unsigned",
+            SealError::Wrong => "wrong_mac",
+            SealError::Stale => "stale",
+            SealError::Replayed => "replayed",
+        }
+    }
 }
 
 impl fmt::Display for SealError {

@@ -247,6 +247,9 @@ pub struct SupernodeConfig {
     /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: when set, registrations, heartbeats, leaves, manual
     /// sweeps and datagrams must be signed with it.
     pub cluster_keys: Option<ClusterKeys>,
+    /// `LOG_SUMMARY_MS`: how often the `info` summary of searches, registrations and removals
+    /// is written (when there were any); 0 = never.
+    pub log_summary: Duration,
 }
 
 /// A node's settings.
@@ -388,6 +391,7 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         max_index: settings.number("MAX_INDEX_RESOURCES", 5_000_000, 0, 1_000_000_000)?,
         max_nodes: settings.number("MAX_NODES", 10_000, 1, 1_000_000)?,
         cluster_keys: cluster_keys(settings)?,
+        log_summary: settings.millis("LOG_SUMMARY_MS", 60_000, 0, MAX_MS)?,
         http,
     })
 }

@@ -26,6 +26,7 @@ pub mod id;
 pub mod index;
 pub mod liveness;
 pub mod logging;
+pub mod metrics;
 pub mod multicast;
 pub mod node;
 pub mod resources;

@@ -16,6 +16,7 @@ use crossbeam_channel::unbounded;
 use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::index::{Index, MissRule, Registration};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// How often a waiting thread looks at the stop signal.
@@ -38,6 +39,7 @@ pub struct Liveness {
     shutdown: Shutdown,
     sweeps: Mutex<Sweeps>,
     changed: Condvar,
+    metrics: Arc<Metrics>,
 }
 
 impl Liveness {
@@ -45,6 +47,7 @@ impl Liveness {
         config: &SupernodeConfig,
         index: Arc<RwLock<Index>>,
         shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Liveness {
         Liveness {
             index,
@@ -58,6 +61,7 @@ impl Liveness {
             shutdown,
             sweeps: Mutex::new(Sweeps::default()),
             changed: Condvar::new(),
+            metrics,
         }
     }
 
@@ -143,11 +147,18 @@ impl Liveness {
         }
         let results = self.check_all(&nodes);
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let metrics = self.metrics.supernode.as_ref();
         for (node, alive) in &results {
             if !alive {
                 log::debug!("liveness: {} missed a health check", node.location);
             }
+            if let Some(metrics) = metrics {
+                metrics.health_check(*alive);
+            }
             if let Some(held) = index.record_check(node, *alive, self.rule, at) {
+                if let Some(metrics) = metrics {
+                    metrics.removed("liveness");
+                }
                 log::info!(
                     "liveness: removed {} ({held} resources) after {} missed checks",
                     node.location,

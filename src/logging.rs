@@ -48,6 +48,28 @@ impl Throttle {
     }
 }
 
+/// Writes the metrics' summary line at `info` every `period` in which something happened
+/// (nothing when `period` is zero), until `shutdown`.
+pub fn spawn_summary(
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    period: Duration,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<std::thread::JoinHandle<()>, crate::Error> {
+    std::thread::Builder::new()
+        .name("summary".into())
+        .spawn(move || {
+            if period.is_zero() {
+                return;
+            }
+            while !shutdown.sleep(period) {
+                if let Some(line) = metrics.summary(period) {
+                    log::info!("{line}");
+                }
+            }
+        })
+        .map_err(|e| crate::Error::io("cannot start the summary thread", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

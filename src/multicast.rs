@@ -33,6 +33,7 @@ use crate::error::Error;
 use crate::id::ResourceId;
 use crate::index::Index;
 use crate::logging::Throttle;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, Message, Sender};
 
@@ -74,8 +75,9 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Pending>,
-    /// Peers heard from, when the group size is unknown.
-    peers: HashMap<String, Instant>,
+    /// Peers heard from lately: when, and from which address (counted as the expected
+    /// answerers when the group size is unknown; shown on the supernode's page).
+    peers: HashMap<String, (Instant, SocketAddr)>,
     /// When a legacy peer last sent an untagged query: its untagged answers are then ambiguous.
     legacy_query_at: Option<Instant>,
 }
@@ -98,6 +100,7 @@ struct Inner {
     /// flood of one kind must not hide another).
     refused: [Throttle; SealError::COUNT],
     state: Mutex<State>,
+    metrics: Arc<Metrics>,
 }
 
 /// A handle on the multicast service; clones share the one socket and thread.
@@ -112,6 +115,7 @@ impl Multicast {
         config: &SupernodeConfig,
         index: Arc<RwLock<Index>>,
         shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Result<(Multicast, JoinHandle<()>), Error> {
         let socket = open_socket(config.group, config.interface, config.ttl).map_err(|e| {
             Error::io(
@@ -136,6 +140,7 @@ impl Multicast {
             seals: config.cluster_keys.clone().map(DatagramSeals::new),
             refused: std::array::from_fn(|_| Throttle::new(FAILURE_REPORT_PERIOD)),
             state: Mutex::new(State::default()),
+            metrics,
         });
         let thread_inner = inner.clone();
         let thread = thread::Builder::new()
@@ -152,6 +157,31 @@ impl Multicast {
 
     pub fn search(&self, id: ResourceId) -> Outcome {
         self.search_many(&[id]).pop().unwrap_or(Outcome::NotFound)
+    }
+
+    /// The other supernodes heard from lately: name, address, and how long ago, the latest
+    /// first.
+    pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
+        let now = Instant::now();
+        let mut peers: Vec<_> = self
+            .inner
+            .state()
+            .peers
+            .iter()
+            .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
+            .map(|(name, (heard, from))| (name.clone(), *from, now - *heard))
+            .collect();
+        peers.sort_by_key(|peer| peer.2);
+        peers
+    }
+}
+
+/// A datagram's kind, as the metrics count it.
+fn kind_of(body: &Body) -> &'static str {
+    match body {
+        Body::Query(_) => "query",
+        Body::Found(_) => "found",
+        Body::NotFound(_) => "not_found",
     }
 }
 
@@ -171,6 +201,11 @@ fn open_socket(group: SocketAddrV4, interface: Ipv4Addr, ttl: u32) -> io::Result
 }
 
 impl Inner {
+    /// The datagram counters (a supernode's metrics always have them).
+    fn count(&self) -> Option<&crate::metrics::SupernodeMetrics> {
+        self.metrics.supernode.as_ref()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -182,7 +217,13 @@ impl Inner {
             Some(seals) => seals.seal_encode(&mut message, answered),
             None => message.encode(),
         };
+        if let Some(metrics) = self.count() {
+            metrics.sent(kind_of(&message.body));
+        }
         if let Err(e) = self.socket.send_to(&bytes, self.group) {
+            if let Some(metrics) = self.count() {
+                metrics.datagram_send_failures.inc();
+            }
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
                 log::warn!(
@@ -209,7 +250,7 @@ impl Inner {
             state
                 .peers
                 .values()
-                .filter(|&&heard| now - heard < PEER_TTL)
+                .filter(|(heard, _)| now - *heard < PEER_TTL)
                 .count()
         }
     }
@@ -328,7 +369,7 @@ impl Inner {
     fn ping(&self, now: Instant) {
         self.state()
             .peers
-            .retain(|_, heard| now - *heard < PEER_TTL);
+            .retain(|_, (heard, _)| now - *heard < PEER_TTL);
         self.query(PING_TAG, ResourceId([0; 32]));
     }
 
@@ -337,6 +378,9 @@ impl Inner {
             Ok(message) => message,
             Err(e) => {
                 log::debug!("multicast: ignoring a datagram from {from}: {e}");
+                if let Some(metrics) = self.count() {
+                    metrics.dropped("malformed");
+                }
                 return;
             }
         };
@@ -358,6 +402,9 @@ impl Inner {
                 _ => None,
             };
             if let Err(why) = seals.check(&message, datagram, answered.as_ref()) {
+                if let Some(metrics) = self.count() {
+                    metrics.dropped(why.label());
+                }
                 if let Some(count) = self.refused[why as usize].hit() {
                     log::warn!(
                         "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({count} dropped as {why} since the last report)",
@@ -367,12 +414,17 @@ impl Inner {
                 return;
             }
         }
-        if self.group_size == 0 {
+        if let Some(metrics) = self.count() {
+            metrics.received(kind_of(&message.body));
+        }
+        {
             let mut state = self.state();
             if let Some(heard) = state.peers.get_mut(sender) {
-                *heard = Instant::now();
+                *heard = (Instant::now(), from);
             } else if state.peers.len() < MAX_PEERS {
-                state.peers.insert(sender.to_string(), Instant::now());
+                state
+                    .peers
+                    .insert(sender.to_string(), (Instant::now(), from));
             }
         }
         match message.body {

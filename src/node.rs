@@ -16,10 +16,11 @@ use serde::Serialize;
 use crate::client::{Announcement, Registrar, Upstream};
 use crate::config::NodeConfig;
 use crate::error::{ApiError, Error};
-use crate::http::{Body, HttpServer, Method, Reply, Request};
+use crate::http::{Body, HttpServer, Method, Reply, Request, Service};
 use crate::id::ResourceId;
 use crate::index::FileInfo;
 use crate::logging::Throttle;
+use crate::metrics::Metrics;
 use crate::resources::{self, Catalog, ResourceInfo};
 use crate::shutdown::Shutdown;
 use crate::{Instance, parse_id, parse_id_list};
@@ -32,6 +33,33 @@ pub struct NodeService {
     max_ids: usize,
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
     changed_files: Throttle,
+    metrics: Metrics,
+}
+
+impl Service for NodeService {
+    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
+        self.route(request)
+    }
+
+    fn route_name(&self, request: &Request<'_>) -> &'static str {
+        let Some(rest) = request.path.strip_prefix("/api/node/") else {
+            return match request.path {
+                "/metrics" => "/metrics",
+                _ => "other",
+            };
+        };
+        let mut parts = rest.trim_end_matches('/').split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("health"), None, ..) => "/api/node/health",
+            (Some("resources"), None, ..) => "/api/node/resources",
+            (Some("resources"), Some("find"), None, _) => "/api/node/resources/find",
+            (Some("resources"), Some(_), None, _) => "/api/node/resources/{id}",
+            (Some("resources"), Some(_), Some("content"), None) => {
+                "/api/node/resources/{id}/content"
+            }
+            _ => "other",
+        }
+    }
 }
 
 /// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
@@ -55,6 +83,7 @@ impl NodeService {
             upstream,
             max_ids,
             changed_files: Throttle::new(Duration::from_secs(10)),
+            metrics: Metrics::new(false),
         }
     }
 
@@ -71,6 +100,13 @@ impl NodeService {
     }
 
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
+        if request.path == "/metrics" {
+            request.expect(Method::Get)?;
+            return Ok(Reply::typed(
+                self.metrics.render(),
+                crate::metrics::CONTENT_TYPE,
+            ));
+        }
         let segments = request.segments("node", "supernode")?;
         match segments[..] {
             ["health"] => {
@@ -209,11 +245,11 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
     ));
 
     let shutdown = Shutdown::new();
-    let handler = service.clone();
     let http = HttpServer::start(
         &config.http,
-        Arc::new(move |request: &Request| handler.route(request)),
+        service.clone(),
         shutdown.clone(),
+        service.metrics.http.clone(),
     )?;
     let location = match &config.location {
         Some(location) => location.clone(),

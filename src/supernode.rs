@@ -16,6 +16,7 @@ use crate::id::ResourceId;
 use crate::index::{FileInfo, Index};
 use crate::liveness::Liveness;
 use crate::logging::Throttle;
+use crate::metrics::{Metrics, SearchOutcome, SupernodeMetrics};
 use crate::multicast::{Multicast, Outcome};
 use crate::shutdown::Shutdown;
 use crate::{Instance, parse_id, parse_id_list, wire};
@@ -32,6 +33,7 @@ pub struct SupernodeService {
     /// `CLUSTER_KEY`: what signed requests must be signed with, and the signatures seen.
     keys: Option<ClusterKeys>,
     nonces: Nonces,
+    metrics: Arc<Metrics>,
 }
 
 impl Service for SupernodeService {
@@ -49,21 +51,62 @@ impl Service for SupernodeService {
                 &target_of(request),
                 request.header(auth::AUTH_HEADER),
             )
-            .map_err(|e| self.refused(&who(request), e))?;
+            .map_err(|e| self.refused(&who(request), e))
+            .inspect_err(|e| self.count_registration(request, Some(e.status())))?;
         }
         Ok(())
     }
 
     fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
-        if self.keys.is_some() && signed_route(request) {
-            // The head's signature was checked; it covers this hash of the body.
-            let hash = request
-                .header(auth::AUTH_HEADER)
-                .and_then(auth::body_hash_of)
-                .ok_or_else(|| ApiError::Unauthorized("no signature".into()))?;
-            auth::check_body(&hash, request.body).map_err(|e| self.refused(&who(request), e))?;
+        let answer = (|| {
+            if self.keys.is_some() && signed_route(request) {
+                // The head's signature was checked; it covers this hash of the body.
+                let hash = request
+                    .header(auth::AUTH_HEADER)
+                    .and_then(auth::body_hash_of)
+                    .ok_or_else(|| ApiError::Unauthorized("no signature".into()))?;
+                auth::check_body(&hash, request.body)
+                    .map_err(|e| self.refused(&who(request), e))?;
+            }
+            self.route(request)
+        })();
+        let status = match &answer {
+            Ok(_) => None,
+            Err(e) => Some(e.status()),
+        };
+        self.count_registration(request, status);
+        answer
+    }
+
+    fn route_name(&self, request: &Request<'_>) -> &'static str {
+        let Some(rest) = request.path.strip_prefix("/api/supernode/") else {
+            return match request.path {
+                "/metrics" => "/metrics",
+                _ => "other",
+            };
+        };
+        match rest.trim_end_matches('/') {
+            "register" => "/api/supernode/register",
+            "search" => "/api/supernode/search",
+            "alive" => "/api/supernode/alive",
+            "leave" => "/api/supernode/leave",
+            "xxx" => "/api/supernode/xxx",
+            path if path.starts_with("search/") => "/api/supernode/search/{id}",
+            _ => "other",
         }
-        self.route(request)
+    }
+}
+
+/// Which registration request `request` is, as the metrics count them.
+fn registration_kind(request: &Request<'_>) -> Option<&'static str> {
+    if request.method != Method::Post {
+        return None;
+    }
+    match request.path.strip_prefix("/api/supernode/")? {
+        "register" => Some("register"),
+        "alive" => Some("heartbeat"),
+        "leave" => Some("leave"),
+        _ => None,
     }
 }
 
@@ -170,17 +213,27 @@ const SWEEP_WAIT: Duration = Duration::from_secs(60);
 
 impl SupernodeService {
     pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
+        if request.path == "/metrics" {
+            request.expect(Method::Get)?;
+            return Ok(self.metrics_page());
+        }
         let segments = request.segments("supernode", "node")?;
         match (&segments[..], request.method) {
             (["register"], Method::Post) => self.register(request),
             (["search"], Method::Get) => self.search_many(request),
             (["search", id], Method::Get) => {
+                let started = Instant::now();
                 let id = parse_id(id)?;
                 {
                     // The common case, answered from the index without copying anything.
                     let index = self.read_index();
                     if let Some(file) = index.view(&id) {
-                        return Ok(Reply::data(200, ENTITY, &Located { id, file }));
+                        let reply = Reply::data(200, ENTITY, &Located { id, file });
+                        drop(index);
+                        let metrics = self.supernode_metrics();
+                        metrics.searched(SearchOutcome::LocalHit);
+                        metrics.search_took(false, started.elapsed());
+                        return Ok(reply);
                     }
                 }
                 let file = self.locate(&[id]).pop().flatten();
@@ -223,6 +276,7 @@ impl SupernodeService {
                     .remove_node(&leaving.location);
                 match removed {
                     Some(held) => {
+                        self.supernode_metrics().removed("leave");
                         log::info!("node {} left ({held} resources)", leaving.location);
                         Ok(Reply::no_content())
                     }
@@ -240,6 +294,33 @@ impl SupernodeService {
                 request.path
             ))),
         }
+    }
+
+    fn supernode_metrics(&self) -> &SupernodeMetrics {
+        self.metrics
+            .supernode
+            .as_ref()
+            .expect("a supernode's metrics have their supernode part")
+    }
+
+    fn count_registration(&self, request: &Request<'_>, status: Option<u16>) {
+        if let Some(kind) = registration_kind(request) {
+            self.supernode_metrics().registration(kind, status);
+        }
+    }
+
+    /// `GET /metrics`: the index's sizes and the peers as of now, then every counter.
+    fn metrics_page(&self) -> Reply {
+        let metrics = self.supernode_metrics();
+        let (resources, (locations, nodes)) = {
+            let index = self.read_index();
+            (index.resource_count(), index.size())
+        };
+        metrics.index_resources.set(resources as i64);
+        metrics.index_locations.set(locations as i64);
+        metrics.index_nodes.set(nodes as i64);
+        metrics.peers.set(self.multicast.peers().len() as i64);
+        Reply::typed(self.metrics.render(), crate::metrics::CONTENT_TYPE)
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -350,6 +431,8 @@ impl SupernodeService {
 
     /// Looks every id up in the index, then asks the group for the others, all at once.
     fn locate(&self, ids: &[ResourceId]) -> Vec<Option<FileInfo>> {
+        let started = Instant::now();
+        let metrics = self.supernode_metrics();
         let mut found: Vec<Option<FileInfo>> = {
             let index = self.read_index();
             ids.iter().map(|id| index.lookup(id)).collect()
@@ -360,12 +443,16 @@ impl SupernodeService {
             .filter(|(_, f)| f.is_none())
             .map(|(id, _)| *id)
             .collect();
+        for _ in 0..ids.len() - missing.len() {
+            metrics.searched(SearchOutcome::LocalHit);
+        }
         if missing.is_empty() {
+            metrics.search_took(false, started.elapsed());
             return found;
         }
-        let started = Instant::now();
         let outcomes = self.multicast.search_many(&missing);
         let elapsed = started.elapsed();
+        metrics.search_took(true, elapsed);
         let mut outcomes = missing.iter().zip(outcomes);
         for slot in found.iter_mut().filter(|f| f.is_none()) {
             let Some((id, outcome)) = outcomes.next() else {
@@ -373,17 +460,24 @@ impl SupernodeService {
             };
             match outcome {
                 Outcome::Found(location) => {
-                    log::info!("search {id}: found at {location} by the group in {elapsed:.1?}");
+                    metrics.searched(SearchOutcome::FoundByGroup);
+                    log::debug!("search {id}: found at {location} by the group in {elapsed:.1?}");
                     *slot = Some(FileInfo {
                         name: None,
                         locations: vec![location.clone()],
                         location,
                     });
                 }
-                Outcome::NotFound => log::info!("search {id}: no supernode has it ({elapsed:.1?})"),
-                Outcome::TimedOut { answered, expected } => log::info!(
-                    "search {id}: not found; timed out after {elapsed:.1?} with {answered} of {expected} peers answering"
-                ),
+                Outcome::NotFound => {
+                    metrics.searched(SearchOutcome::NotFound);
+                    log::debug!("search {id}: no supernode has it ({elapsed:.1?})");
+                }
+                Outcome::TimedOut { answered, expected } => {
+                    metrics.searched(SearchOutcome::TimedOut);
+                    log::debug!(
+                        "search {id}: not found; timed out after {elapsed:.1?} with {answered} of {expected} peers answering"
+                    );
+                }
             }
         }
         found
@@ -396,9 +490,15 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
     // Searches and sweeps in flight when the stop comes still need these two.
     let background = Shutdown::new();
     let index = Arc::new(RwLock::new(Index::new()));
+    let metrics = Arc::new(Metrics::new(true));
     let (multicast, multicast_thread) =
-        Multicast::start(&config, index.clone(), background.clone())?;
-    let liveness = Arc::new(Liveness::new(&config, index.clone(), background.clone()));
+        Multicast::start(&config, index.clone(), background.clone(), metrics.clone())?;
+    let liveness = Arc::new(Liveness::new(
+        &config,
+        index.clone(),
+        background.clone(),
+        metrics.clone(),
+    ));
     let liveness_thread = liveness.clone().spawn()?;
     let service = SupernodeService {
         index,
@@ -414,8 +514,14 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         },
         keys: config.cluster_keys.clone(),
         nonces: Nonces::default(),
+        metrics: metrics.clone(),
     };
-    let http = HttpServer::start(&config.http, Arc::new(service), shutdown.clone())?;
+    let http = HttpServer::start(
+        &config.http,
+        Arc::new(service),
+        shutdown.clone(),
+        metrics.http.clone(),
+    )?;
     log::info!(
         "supernode listening on http://{} (group {} via {}, ttl {}, group size {})",
         http.addr,
@@ -427,10 +533,11 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
             n => n.to_string(),
         }
     );
+    let summary = crate::logging::spawn_summary(metrics, config.log_summary, shutdown.clone())?;
     Ok(Instance::new(
         http,
         shutdown,
         background,
-        vec![multicast_thread, liveness_thread],
+        vec![multicast_thread, liveness_thread, summary],
     ))
 }

@@ -52,7 +52,13 @@ fn out_of_file_descriptors_the_listener_waits_and_serves_again() {
     let config = http_config(&settings).unwrap();
     let handler: Arc<Handler> = Arc::new(|_: &Request| Ok(Reply::data(200, "health", &"ok")));
     let shutdown = Shutdown::new();
-    let server = HttpServer::start(&config, handler, shutdown.clone()).unwrap();
+    let server = HttpServer::start(
+        &config,
+        handler,
+        shutdown.clone(),
+        superpeer::metrics::HttpMetrics::detached(),
+    )
+    .unwrap();
     let addr: socket2::SockAddr = server.addr.into();
 
     // The clients' sockets exist before the descriptors run out; then none is left.

@@ -41,6 +41,7 @@ const CHUNK_LINE: usize = 1024;
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
+    pub metrics: crate::metrics::HttpMetrics,
     pub config: HttpConfig,
     pub limits: HeadLimits,
     pub handler: std::sync::Arc<Handler>,
@@ -286,6 +287,7 @@ pub(super) fn serve(tracked: &Tracked, accepted: Instant, shared: &Shared, bufs:
             Ok(_) | Err(Failure::Closed) => break,
             Err(Failure::Answer(error)) => {
                 shared.log_refusal(tracked.peer, &error);
+                shared.metrics.answered("rejected", error.status(), None);
                 let reply = Reply::error(&error);
                 let timeout = shared.config.write_timeout;
                 let buffers = (&mut bufs.out, &mut bufs.file);
@@ -384,6 +386,7 @@ fn one_request(
     request.body = body;
     let reply = run_handler(&*shared.handler, &request);
     let status = reply.status;
+    let route = shared.handler.route_name(&request);
     let keep_alive = keep_alive && !shared.shutdown.is_triggered();
     let connection = match (keep_alive, head.minor_version) {
         (false, _) => Some("close"),
@@ -399,13 +402,14 @@ fn one_request(
         connection,
         timeout,
     );
+    let took = started.elapsed();
+    shared.metrics.answered(route, status, Some(took));
     if log::log_enabled!(log::Level::Debug) {
         log::debug!(
-            "http: {} {} {} -> {status} in {:.1?}",
+            "http: {} {} {} -> {status} in {took:.1?}",
             tracked.peer,
             head.method,
             head.target,
-            started.elapsed()
         );
     }
     // A large body's buffer goes back to the allocator before its share of the budget does.
@@ -705,6 +709,7 @@ fn send(
         Body::Empty | Body::File { .. } => &[],
         Body::Json(bytes) => bytes,
         Body::SharedJson(bytes) => bytes,
+        Body::Typed { bytes, .. } => bytes,
     };
     if body.len() <= WRITE_PIECE {
         out.extend_from_slice(body);

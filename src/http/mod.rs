@@ -37,6 +37,11 @@ pub enum Body {
     Json(Vec<u8>),
     /// A JSON body serialised once and served many times (a node's listing).
     SharedJson(Arc<[u8]>),
+    /// Anything else with its `Content-Type`: the metrics' text, the web page.
+    Typed {
+        bytes: std::borrow::Cow<'static, [u8]>,
+        content_type: &'static str,
+    },
     /// A file's bytes, streamed: the open file, how many bytes to send, and the SHA-256 they
     /// must have. The bytes are hashed as they go, and the last piece is sent only if the whole
     /// matches: a file that changed under the transfer cuts the connection instead.
@@ -117,6 +122,20 @@ impl Reply {
         Reply::new(status, Body::Json(envelope(entity, data)))
     }
 
+    /// A body of `content_type` (not JSON).
+    pub fn typed(
+        bytes: impl Into<std::borrow::Cow<'static, [u8]>>,
+        content_type: &'static str,
+    ) -> Reply {
+        Reply::new(
+            200,
+            Body::Typed {
+                bytes: bytes.into(),
+                content_type,
+            },
+        )
+    }
+
     pub fn no_content() -> Reply {
         Reply::new(204, Body::Empty)
     }
@@ -159,6 +178,7 @@ impl Reply {
         match &self.body {
             Body::Json(bytes) => bytes,
             Body::SharedJson(bytes) => bytes,
+            Body::Typed { bytes, .. } => bytes,
             Body::Empty | Body::File { .. } => &[],
         }
     }
@@ -168,6 +188,7 @@ impl Reply {
             Body::Empty => 0,
             Body::Json(bytes) => bytes.len() as u64,
             Body::SharedJson(bytes) => bytes.len() as u64,
+            Body::Typed { bytes, .. } => bytes.len() as u64,
             Body::File { len, .. } => *len,
         }
     }
@@ -190,6 +211,9 @@ impl Reply {
             }
             Body::File { .. } => {
                 out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
+            }
+            Body::Typed { content_type, .. } => {
+                let _ = write!(out, "Content-Type: {content_type}\r\n");
             }
         }
         for (name, value) in &self.headers {
@@ -262,6 +286,12 @@ pub trait Service: Send + Sync {
     }
 
     fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError>;
+
+    /// The route `request` took, as the metrics count it: a fixed name, never the path
+    /// itself (ids would make a series each).
+    fn route_name(&self, _request: &Request<'_>) -> &'static str {
+        "other"
+    }
 }
 
 impl<F> Service for F

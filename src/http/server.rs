@@ -28,6 +28,7 @@ use super::{Handler, Reply};
 use crate::config::HttpConfig;
 use crate::error::{ApiError, Error};
 use crate::logging::Throttle;
+use crate::metrics::HttpMetrics;
 use crate::shutdown::Shutdown;
 
 /// Stack of a connection thread: handlers parse JSON and call other instances, nothing deep.
@@ -58,6 +59,7 @@ impl HttpServer {
         config: &HttpConfig,
         handler: Arc<Handler>,
         shutdown: Shutdown,
+        metrics: HttpMetrics,
     ) -> Result<HttpServer, Error> {
         let listener = listen(config.bind)
             .map_err(|e| Error::io(format!("cannot listen on {}", config.bind), e))?;
@@ -65,8 +67,13 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| Error::io("bound address", e))?;
         let cap = connection_cap(config.max_connections);
-        let registry = Arc::new(Registry::new(cap, config.max_connections_per_ip));
+        let registry = Arc::new(Registry::new(
+            cap,
+            config.max_connections_per_ip,
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
+            metrics,
             limits: HeadLimits {
                 request_line: config.max_request_line,
                 header_bytes: config.max_header_bytes,
@@ -205,13 +212,15 @@ struct Registry {
     no_threads: Condvar,
     evictions: Throttle,
     refusals: [Throttle; 2],
+    metrics: HttpMetrics,
 }
 
 impl Registry {
-    fn new(cap: usize, per_ip_cap: usize) -> Registry {
+    fn new(cap: usize, per_ip_cap: usize, metrics: HttpMetrics) -> Registry {
         Registry {
             cap,
             per_ip_cap,
+            metrics,
             epoch: Instant::now(),
             slots: Mutex::new(Slots::default()),
             no_threads: Condvar::new(),
@@ -252,6 +261,7 @@ impl Registry {
             // Its thread sees the end of the connection and lets go of the place.
             let _ = idlest.stream.shutdown(Close::Both);
             slots.evicting += 1;
+            self.metrics.refused("evicted_idle");
             if let Some(count) = self.evictions.hit() {
                 log::warn!(
                     "http: {} connections open (MAX_CONNECTIONS): closed the one idle longest, from {}, to admit {peer} ({count} such since the last report)",
@@ -272,6 +282,7 @@ impl Registry {
         });
         slots.conns.insert(tracked.id, tracked.clone());
         *slots.per_ip.entry(ip).or_insert(0) += 1;
+        self.metrics.connections_open.inc();
         Ok(Admitted {
             tracked,
             registry: self.clone(),
@@ -284,6 +295,7 @@ impl Registry {
         if slots.conns.remove(&tracked.id).is_none() {
             return;
         }
+        self.metrics.connections_open.dec();
         if tracked.evicted.load(Ordering::Relaxed) {
             slots.evicting -= 1;
         }
@@ -297,6 +309,10 @@ impl Registry {
     }
 
     fn log_refusal(&self, peer: SocketAddr, why: Refusal) {
+        self.metrics.refused(match why {
+            Refusal::PerAddress => "per_address",
+            Refusal::Full => "full",
+        });
         let (throttle, what) = match why {
             Refusal::PerAddress => (
                 &self.refusals[0],
@@ -527,7 +543,8 @@ mod tests {
             [],
         );
         let config = http_config(&settings).unwrap();
-        let server = HttpServer::start(&config, handler, shutdown.clone()).unwrap();
+        let server =
+            HttpServer::start(&config, handler, shutdown.clone(), HttpMetrics::detached()).unwrap();
         let agent = crate::client::agent(Duration::from_secs(5));
         let url = |path: &str| format!("http://{}{path}", server.addr);
         let status = |path: &str| agent.get(&url(path)).call().unwrap().status().as_u16();
