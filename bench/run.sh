@@ -500,6 +500,33 @@ m2k_remote_keyed() {
         ">= 0.9 x no key, all correct (pinned)" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
 }
 
+# The cost of logging at the default level: the same remote searches in a pair at
+# LOG_LEVEL=info (a summary line a minute, no line per search) and in the pair a, b (warn).
+m2i_remote_info() {
+    [[ -n "${PORT[a]:-}" && -n "${PORT[b]:-}" ]] || return 1
+    mapfile -t envs < <(super_env 8 2)
+    start ia supernode "$BIN" 27026 "${envs[@]}" LOG_LEVEL=info || return 1
+    if ! start ib supernode "$BIN" 27027 "${envs[@]}" LOG_LEVEL=info ||
+        ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[ib]}" --seed 2 --nodes 1 --per 1000 \
+            --port-base 27802 >/dev/null 2>&1 ||
+        ! pin ia ib a b ||
+        ! PAIR_RUNS=$((RUNS + 2)) wrk_pair "remote search, LOG_LEVEL=info" "http://$HOST:${PORT[ia]}" "$B_PATHS" \
+            "remote search, LOG_LEVEL=warn" "http://$HOST:${PORT[a]}" "$B_PATHS" "\"location\":\"$B_LOC\""; then
+        unpin a b
+        stop ia ib
+        return 1
+    fi
+    unpin a b
+    local lines
+    lines=$(wc -l <"$LOGS/ia.log")
+    stop ia ib
+    local ratio
+    ratio=$(calc "$RPS_A / $RPS_B")
+    row 2i "supernode remote search at LOG_LEVEL=info (the default), wrk" \
+        "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A"), $lines log lines" "warn $(fmt "$RPS_B") req/s" "$ratio" \
+        ">= 0.9 x warn, all correct (pinned)" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
+}
+
 # The static binary (make dist's, the one the VMs run) against the release one, on the same
 # local searches of the same index: allocations per request are what set them apart.
 m1s_local_static() {
@@ -863,6 +890,7 @@ measure 1 "supernode local search, wrk keep-alive" m1_local_wrk
 measure 1s "supernode local search, static binary" m1s_local_static
 measure 2 "supernode remote search, wrk" m2_remote_wrk
 measure 2k "supernode remote search, keyed group" m2k_remote_keyed
+measure 2i "supernode remote search at LOG_LEVEL=info" m2i_remote_info
 measure 3 "one remote search, sequential, median" m3_sequential
 measure 4 "64 concurrent remote searches x 50" m4_concurrent
 measure 5 "negative searches" m5_negative
