@@ -37,7 +37,7 @@ help:
 	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
 	@echo '  r-node    run a node (default CONFIG=node1)'
 	@echo '  test      cargo test'
-	@echo '  test-tools  the tests that need Debian tools (promtool; installs them with apt-get)'
+	@echo '  test-tools  the tests that need Debian tools: promtool, chromium (installs them; root)'
 	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
 	@echo '  lint      cargo clippy --all-targets -- -D warnings'
 	@echo '  demo      start a 2-supernode, 3-node cluster on 127.0.0.1 and walk through'
@@ -81,10 +81,15 @@ r-node:
 test:
 	cd '$(ROOT)' && $(CARGO) test
 
-# The tests that need tools from Debian packages (promtool from prometheus): installed first.
+# The tests that need tools from Debian packages, installed first: promtool (prometheus) on
+# both roles' metrics; the pages in chromium, headless, driven by chromedriver (as root: the
+# browser runs in a network namespace with nothing but loopback).
+TOOL_PACKAGES = prometheus:promtool chromium:chromium chromium-driver:chromedriver
 test-tools:
-	cd '$(ROOT)' && { command -v promtool >/dev/null || bash scripts/apt-install.sh prometheus; }
-	cd '$(ROOT)' && $(CARGO) test --test metrics -- --ignored
+	cd '$(ROOT)' && missing=; for p in $(TOOL_PACKAGES); do \
+	  command -v "$${p#*:}" >/dev/null || missing="$$missing $${p%%:*}"; done; \
+	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
+	cd '$(ROOT)' && $(CARGO) test --test metrics --test browser -- --ignored
 
 # Check the formatting without changing anything (the bench tools and fuzz targets too).
 fmt:

@@ -81,6 +81,8 @@ struct Node {
     misses: u32,
     /// When the last counted miss was checked.
     last_miss: Option<Instant>,
+    /// When the last health check (of either result) was made.
+    last_check: Option<Instant>,
     generation: u64,
 }
 
@@ -186,6 +188,18 @@ impl Serialize for FileView<'_> {
 pub struct NodeInfo {
     pub name: String,
     pub location: String,
+}
+
+/// A registered node on the status page: its resources and its last health check.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub location: String,
+    pub name: String,
+    pub resources: usize,
+    /// Milliseconds since its last health check; `None` before the first.
+    pub checked_ms_ago: Option<u64>,
+    /// Checks missed in a row.
+    pub misses: u32,
 }
 
 /// A node to check in a liveness sweep: its location and the registration it had then.
@@ -304,6 +318,7 @@ impl Index {
             names,
             misses: 0,
             last_miss: None,
+            last_check: None,
             generation: self.next_generation,
         });
         again
@@ -383,6 +398,25 @@ impl Index {
         nodes
     }
 
+    /// The registered nodes as the status page shows them, sorted by location.
+    pub fn node_statuses(&self) -> Vec<NodeStatus> {
+        let now = Instant::now();
+        let mut nodes: Vec<NodeStatus> = self
+            .registered()
+            .map(|node| NodeStatus {
+                location: node.location.to_string(),
+                name: node.name.clone(),
+                resources: node.items.len(),
+                checked_ms_ago: node
+                    .last_check
+                    .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+                misses: node.misses,
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.location.cmp(&b.location));
+        nodes
+    }
+
     pub fn resource_count(&self) -> usize {
         self.table.len()
     }
@@ -414,6 +448,7 @@ impl Index {
         if node.generation != checked.generation {
             return None;
         }
+        node.last_check = Some(at);
         if alive {
             node.misses = 0;
             node.last_miss = None;

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod multicast;
 pub mod node;
+pub mod page;
 pub mod resources;
 pub mod shutdown;
 pub mod supernode;

@@ -246,6 +246,11 @@ impl SupernodeMetrics {
         }
     }
 
+    /// Searches since the start: local hits, found by the group, not found, timed out.
+    pub fn search_counts(&self) -> [u64; 4] {
+        self.searches.each_ref().map(|c| c.get())
+    }
+
     pub fn searched(&self, outcome: SearchOutcome) {
         self.searches[outcome as usize].inc();
     }

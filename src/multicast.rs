@@ -38,9 +38,10 @@ use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, Message, Sender};
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
-/// with a `22`, which tells us who is alive when `MULTICAST_GROUP_SIZE` is unknown.
+/// with a `22`, which tells us who is alive: the expected answerers when
+/// `MULTICAST_GROUP_SIZE` is unknown, and the group an operator sees on the page either way.
 const PING_TAG: u64 = 0;
-/// How often to ping when the group size is unknown, and how long a peer counts as alive.
+/// How often to ping (two datagrams a peer), and how long a peer counts as alive.
 const PING_PERIOD: Duration = Duration::from_secs(5);
 const PEER_TTL: Duration = Duration::from_secs(16);
 /// The longest the socket thread sleeps before looking at the stop flag again.
@@ -320,7 +321,7 @@ impl Inner {
         );
         while !shutdown.is_triggered() {
             let now = Instant::now();
-            if self.group_size == 0 && now >= next_ping {
+            if self.group_size != 1 && now >= next_ping {
                 self.ping(now);
                 next_ping = now + PING_PERIOD;
             }

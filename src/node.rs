@@ -34,6 +34,9 @@ pub struct NodeService {
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
     changed_files: Throttle,
     metrics: Metrics,
+    started: std::time::Instant,
+    /// The name and location it registers under, known once it listens.
+    identity: std::sync::OnceLock<(String, String)>,
 }
 
 impl Service for NodeService {
@@ -43,14 +46,12 @@ impl Service for NodeService {
 
     fn route_name(&self, request: &Request<'_>) -> &'static str {
         let Some(rest) = request.path.strip_prefix("/api/node/") else {
-            return match request.path {
-                "/metrics" => "/metrics",
-                _ => "other",
-            };
+            return crate::page::route_name(request.path);
         };
         let mut parts = rest.trim_end_matches('/').split('/');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("health"), None, ..) => "/api/node/health",
+            (Some("status"), None, ..) => "/api/node/status",
             (Some("resources"), None, ..) => "/api/node/resources",
             (Some("resources"), Some("find"), None, _) => "/api/node/resources/find",
             (Some("resources"), Some(_), None, _) => "/api/node/resources/{id}",
@@ -60,6 +61,25 @@ impl Service for NodeService {
             _ => "other",
         }
     }
+}
+
+/// `GET /api/node/status`: the node's page reads it every few seconds.
+#[derive(Serialize)]
+struct NodeStatus {
+    role: &'static str,
+    name: String,
+    location: String,
+    /// The supernode it registers with now.
+    supernode: String,
+    up_seconds: u64,
+    files: Vec<FileStatus>,
+}
+
+#[derive(Serialize)]
+struct FileStatus {
+    id: ResourceId,
+    name: String,
+    size: u64,
 }
 
 /// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
@@ -84,6 +104,8 @@ impl NodeService {
             max_ids,
             changed_files: Throttle::new(Duration::from_secs(10)),
             metrics: Metrics::new(false),
+            started: std::time::Instant::now(),
+            identity: std::sync::OnceLock::new(),
         }
     }
 
@@ -107,11 +129,18 @@ impl NodeService {
                 crate::metrics::CONTENT_TYPE,
             ));
         }
+        if let Some(reply) = crate::page::asset(request, "node")? {
+            return Ok(reply);
+        }
         let segments = request.segments("node", "supernode")?;
         match segments[..] {
             ["health"] => {
                 request.expect(Method::Get)?;
                 Ok(Reply::data(200, "health", &"ok"))
+            }
+            ["status"] => {
+                request.expect(Method::Get)?;
+                Ok(Reply::data(200, "status", &self.status()))
             }
             ["resources"] => {
                 request.expect(Method::Get)?;
@@ -133,6 +162,27 @@ impl NodeService {
                 "no such path: {}",
                 request.path
             ))),
+        }
+    }
+
+    /// `GET /api/node/status`: what the page shows.
+    fn status(&self) -> NodeStatus {
+        let catalog = self.catalog();
+        let (name, location) = self.identity.get().cloned().unwrap_or_default();
+        NodeStatus {
+            role: "node",
+            name,
+            location,
+            supernode: self.upstream.current().to_string(),
+            up_seconds: self.started.elapsed().as_secs(),
+            files: catalog
+                .iter()
+                .map(|resource| FileStatus {
+                    id: resource.id,
+                    name: resource.name.clone(),
+                    size: resource.size(),
+                })
+                .collect(),
         }
     }
 
@@ -271,6 +321,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         .name
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let _ = service.identity.set((name.clone(), location.clone()));
     let announcement = Arc::new(Announcement::new(
         registration_body(&name, &location, &catalog),
         catalog.len(),

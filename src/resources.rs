@@ -39,6 +39,11 @@ pub struct ResourceInfo<'a> {
 }
 
 impl Resource {
+    /// Its size in bytes when it was hashed.
+    pub fn size(&self) -> u64 {
+        self.stamp.len
+    }
+
     pub fn info(&self) -> ResourceInfo<'_> {
         ResourceInfo {
             id: self.id,

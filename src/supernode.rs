@@ -34,6 +34,9 @@ pub struct SupernodeService {
     keys: Option<ClusterKeys>,
     nonces: Nonces,
     metrics: Arc<Metrics>,
+    started: Instant,
+    /// `MULTICAST_LOCATION`, for the status page.
+    group: String,
 }
 
 impl Service for SupernodeService {
@@ -80,10 +83,7 @@ impl Service for SupernodeService {
 
     fn route_name(&self, request: &Request<'_>) -> &'static str {
         let Some(rest) = request.path.strip_prefix("/api/supernode/") else {
-            return match request.path {
-                "/metrics" => "/metrics",
-                _ => "other",
-            };
+            return crate::page::route_name(request.path);
         };
         match rest.trim_end_matches('/') {
             "register" => "/api/supernode/register",
@@ -91,6 +91,7 @@ impl Service for SupernodeService {
             "alive" => "/api/supernode/alive",
             "leave" => "/api/supernode/leave",
             "xxx" => "/api/supernode/xxx",
+            "status" => "/api/supernode/status",
             path if path.starts_with("search/") => "/api/supernode/search/{id}",
             _ => "other",
         }
@@ -208,6 +209,44 @@ struct Located<F = FileInfo> {
 
 const ENTITY: &str = "node_resource_location";
 
+/// `GET /api/supernode/status`: the supernode's page reads it every few seconds.
+#[derive(Serialize)]
+struct Status {
+    role: &'static str,
+    group: String,
+    keyed: bool,
+    up_seconds: u64,
+    peers: Vec<PeerStatus>,
+    index: IndexSizes,
+    nodes: Vec<crate::index::NodeStatus>,
+    searches: SearchCounts,
+}
+
+#[derive(Serialize)]
+struct PeerStatus {
+    /// The name it sends under (chosen at its start).
+    name: String,
+    /// Where its last datagram came from.
+    address: String,
+    heard_ms_ago: u64,
+}
+
+#[derive(Serialize)]
+struct IndexSizes {
+    resources: usize,
+    locations: usize,
+    nodes: usize,
+}
+
+/// Searches for one id since the start, by outcome.
+#[derive(Serialize)]
+struct SearchCounts {
+    local_hit: u64,
+    found_by_group: u64,
+    not_found: u64,
+    timed_out: u64,
+}
+
 /// The longest `GET /api/supernode/xxx` waits for its sweep.
 const SWEEP_WAIT: Duration = Duration::from_secs(60);
 
@@ -216,6 +255,9 @@ impl SupernodeService {
         if request.path == "/metrics" {
             request.expect(Method::Get)?;
             return Ok(self.metrics_page());
+        }
+        if let Some(reply) = crate::page::asset(request, "supernode")? {
+            return Ok(reply);
         }
         let segments = request.segments("supernode", "node")?;
         match (&segments[..], request.method) {
@@ -245,6 +287,7 @@ impl SupernodeService {
                 let nodes = self.read_index().nodes();
                 Ok(Reply::data(200, "node", &nodes))
             }
+            (["status"], Method::Get) => Ok(Reply::data(200, "status", &self.status())),
             (["alive"], Method::Post) => {
                 let beat: NodeLocation = request.json()?;
                 self.check_source(request, &beat.location)?;
@@ -286,7 +329,7 @@ impl SupernodeService {
                     ))),
                 }
             }
-            (["register" | "search" | "alive" | "xxx" | "leave"] | ["search", _], _) => {
+            (["register" | "search" | "alive" | "xxx" | "leave" | "status"] | ["search", _], _) => {
                 Err(ApiError::MethodNotAllowed)
             }
             _ => Err(ApiError::NotFound(format!(
@@ -306,6 +349,45 @@ impl SupernodeService {
     fn count_registration(&self, request: &Request<'_>, status: Option<u16>) {
         if let Some(kind) = registration_kind(request) {
             self.supernode_metrics().registration(kind, status);
+        }
+    }
+
+    /// `GET /api/supernode/status`: what the page shows.
+    fn status(&self) -> Status {
+        let (nodes, resources, (locations, _)) = {
+            let index = self.read_index();
+            (index.node_statuses(), index.resource_count(), index.size())
+        };
+        let peers = self
+            .multicast
+            .peers()
+            .into_iter()
+            .map(|(name, address, ago)| PeerStatus {
+                name,
+                address: address.to_string(),
+                heard_ms_ago: ago.as_millis() as u64,
+            })
+            .collect();
+        let [local_hit, found_by_group, not_found, timed_out] =
+            self.supernode_metrics().search_counts();
+        Status {
+            role: "supernode",
+            group: self.group.clone(),
+            keyed: self.keys.is_some(),
+            up_seconds: self.started.elapsed().as_secs(),
+            peers,
+            index: IndexSizes {
+                resources,
+                locations,
+                nodes: nodes.len(),
+            },
+            nodes,
+            searches: SearchCounts {
+                local_hit,
+                found_by_group,
+                not_found,
+                timed_out,
+            },
         }
     }
 
@@ -515,6 +597,8 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         keys: config.cluster_keys.clone(),
         nonces: Nonces::default(),
         metrics: metrics.clone(),
+        started: Instant::now(),
+        group: config.group.to_string(),
     };
     let http = HttpServer::start(
         &config.http,

@@ -65,6 +65,8 @@ pub struct Launch {
     env: HashMap<String, String>,
     nofile: Option<u64>,
     netns: Option<String>,
+    /// Another program than superpeer (a tool a test needs running beside it).
+    program: Option<String>,
 }
 
 impl Launch {
@@ -101,6 +103,7 @@ impl Launch {
             env: HashMap::new(),
             nofile: None,
             netns: None,
+            program: None,
         };
         launch
             .env("LHOST", "127.0.0.1")
@@ -126,6 +129,15 @@ impl Launch {
     pub fn nofile(mut self, files: u64) -> Launch {
         self.nofile = Some(files);
         self
+    }
+
+    /// Another program, `argv[0]` with the rest of `argv`, started and stopped as an instance
+    /// is (its output forwarded with `name` before each line).
+    pub fn tool(name: &str, argv: &[&str]) -> Launch {
+        let mut launch = Launch::new(name, "");
+        launch.program = Some(argv[0].into());
+        launch.args = argv[1..].iter().map(|a| a.to_string()).collect();
+        launch
     }
 
     /// Runs the instance in network namespace `ns` (see [`netns::Lan`]).
@@ -159,7 +171,7 @@ impl Launch {
                 "--".into(),
             ]);
         }
-        program.push(BIN.into());
+        program.push(self.program.clone().unwrap_or_else(|| BIN.into()));
         let mut command = Command::new(&program[0]);
         command.args(&program[1..]);
         command

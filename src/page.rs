@@ -1,0 +1,42 @@
+//! The web page of each role (`GET /`): HTML, CSS and a little JavaScript compiled into the
+//! binary, nothing fetched from elsewhere. The page only reads (`/api/<role>/status`, the
+//! searches), so it works unchanged when a cluster key guards the writes.
+
+use crate::error::ApiError;
+use crate::http::{Method, Reply, Request};
+
+const SUPERNODE: &str = include_str!("page/supernode.html");
+const NODE: &str = include_str!("page/node.html");
+const CSS: &str = include_str!("page/page.css");
+const JS: &str = include_str!("page/page.js");
+
+/// Only this origin's scripts, styles and fetches: a name shown on the page (a node's, a
+/// file's) can never run as code, whatever it holds.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The page's files for `role` ("supernode" or "node"); `None` for any other path.
+pub fn asset(request: &Request, role: &str) -> Result<Option<Reply>, ApiError> {
+    let (text, content_type) = match request.path {
+        "/" | "/index.html" if role == "supernode" => (SUPERNODE, "text/html; charset=utf-8"),
+        "/" | "/index.html" => (NODE, "text/html; charset=utf-8"),
+        "/page.css" => (CSS, "text/css; charset=utf-8"),
+        "/page.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return Ok(None),
+    };
+    request.expect(Method::Get)?;
+    Ok(Some(
+        Reply::typed(text.as_bytes(), content_type)
+            .with_header("Content-Security-Policy", POLICY.into())
+            .with_header("X-Content-Type-Options", "nosniff".into())
+            .with_header("Cache-Control", "no-cache".into()),
+    ))
+}
+
+/// The metrics' route name of a path outside `/api/`.
+pub fn route_name(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "/metrics",
+        "/" | "/index.html" | "/page.css" | "/page.js" => "page",
+        _ => "other",
+    }
+}
