@@ -473,26 +473,38 @@ m1_local_wrk() {
         "$(verdict "$ratio >= 0.5 && $BAD_A == 0")"
 }
 
-# The cost of the cluster key: the same remote searches in a keyed pair (every datagram
-# sealed and checked) and in the unkeyed pair a, b, interleaved; two runs more than the other
-# rows, as a difference of a few percent is what this row is about.
-BENCH_KEY=bench-cluster-key-0123456789abcdef
-m2k_remote_keyed() {
+# pair_against_a X GROUP PORT LABEL REGISTER_ARGS ENV...: a variant pair Xa, Xb (ports PORT
+# and PORT+1, multicast group GROUP, with ENV), Xb holding b's 1,000 resources (registered
+# with REGISTER_ARGS), searched remotely through Xa against a's same searches, all pinned
+# and interleaved, two runs more than the other rows: a difference of a few percent is what
+# these rows are about. Sets RPS_A (the variant), RPS_B (a), BAD_A, IDLE_A and PAIR_LINES
+# (lines Xa logged).
+pair_against_a() {
+    local x=$1 group=$2 port=$3 label=$4 register=$5
+    shift 5
     [[ -n "${PORT[a]:-}" && -n "${PORT[b]:-}" ]] || return 1
-    mapfile -t envs < <(super_env 6 2)
-    start ka supernode "$BIN" 27024 "${envs[@]}" "CLUSTER_KEY=$BENCH_KEY" || return 1
-    if ! start kb supernode "$BIN" 27025 "${envs[@]}" "CLUSTER_KEY=$BENCH_KEY" ||
-        ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[kb]}" --seed 2 --nodes 1 --per 1000 \
-            --port-base 27802 --key "$BENCH_KEY" >/dev/null 2>&1 ||
-        ! pin ka kb a b ||
-        ! PAIR_RUNS=$((RUNS + 2)) wrk_pair "remote search, keyed" "http://$HOST:${PORT[ka]}" "$B_PATHS" \
-            "remote search, no key" "http://$HOST:${PORT[a]}" "$B_PATHS" "\"location\":\"$B_LOC\""; then
+    mapfile -t envs < <(super_env "$group" 2)
+    start "${x}a" supernode "$BIN" "$port" "${envs[@]}" "$@" || return 1
+    # shellcheck disable=SC2086 # REGISTER_ARGS is a list of words
+    if ! start "${x}b" supernode "$BIN" $((port + 1)) "${envs[@]}" "$@" ||
+        ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[${x}b]}" --seed 2 --nodes 1 --per 1000 \
+            --port-base 27802 $register >/dev/null 2>&1 ||
+        ! pin "${x}a" "${x}b" a b ||
+        ! PAIR_RUNS=$((RUNS + 2)) wrk_pair "remote search, $label" "http://$HOST:${PORT[${x}a]}" "$B_PATHS" \
+            "remote search, as a" "http://$HOST:${PORT[a]}" "$B_PATHS" "\"location\":\"$B_LOC\""; then
         unpin a b
-        stop ka kb
+        stop "${x}a" "${x}b"
         return 1
     fi
     unpin a b
-    stop ka kb
+    PAIR_LINES=$(wc -l <"$LOGS/${x}a.log")
+    stop "${x}a" "${x}b"
+}
+
+# The cost of the cluster key: every datagram sealed and checked.
+BENCH_KEY=bench-cluster-key-0123456789abcdef
+m2k_remote_keyed() {
+    pair_against_a k 6 27024 keyed "--key $BENCH_KEY" "CLUSTER_KEY=$BENCH_KEY" || return 1
     local ratio
     ratio=$(calc "$RPS_A / $RPS_B")
     row 2k "supernode remote search, keyed group (every datagram sealed and checked), wrk" \
@@ -500,30 +512,14 @@ m2k_remote_keyed() {
         ">= 0.9 x no key, all correct (pinned)" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
 }
 
-# The cost of logging at the default level: the same remote searches in a pair at
-# LOG_LEVEL=info (a summary line a minute, no line per search) and in the pair a, b (warn).
+# The cost of logging at the default level (a summary line a minute, no line per search)
+# against warn (the pair a, b).
 m2i_remote_info() {
-    [[ -n "${PORT[a]:-}" && -n "${PORT[b]:-}" ]] || return 1
-    mapfile -t envs < <(super_env 8 2)
-    start ia supernode "$BIN" 27026 "${envs[@]}" LOG_LEVEL=info || return 1
-    if ! start ib supernode "$BIN" 27027 "${envs[@]}" LOG_LEVEL=info ||
-        ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[ib]}" --seed 2 --nodes 1 --per 1000 \
-            --port-base 27802 >/dev/null 2>&1 ||
-        ! pin ia ib a b ||
-        ! PAIR_RUNS=$((RUNS + 2)) wrk_pair "remote search, LOG_LEVEL=info" "http://$HOST:${PORT[ia]}" "$B_PATHS" \
-            "remote search, LOG_LEVEL=warn" "http://$HOST:${PORT[a]}" "$B_PATHS" "\"location\":\"$B_LOC\""; then
-        unpin a b
-        stop ia ib
-        return 1
-    fi
-    unpin a b
-    local lines
-    lines=$(wc -l <"$LOGS/ia.log")
-    stop ia ib
+    pair_against_a i 8 27026 "LOG_LEVEL=info" "" LOG_LEVEL=info || return 1
     local ratio
     ratio=$(calc "$RPS_A / $RPS_B")
     row 2i "supernode remote search at LOG_LEVEL=info (the default), wrk" \
-        "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A"), $lines log lines" "warn $(fmt "$RPS_B") req/s" "$ratio" \
+        "$(rps_text "$RPS_A" "$BAD_A" "$IDLE_A"), $PAIR_LINES log lines" "warn $(fmt "$RPS_B") req/s" "$ratio" \
         ">= 0.9 x warn, all correct (pinned)" "$(verdict "$ratio >= 0.9 && $BAD_A == 0")"
 }
 

@@ -21,37 +21,33 @@ const BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+/// Registers `metric` (valid by construction: fixed names and labels) and returns it.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: Result<M, prometheus::Error>,
+) -> M {
+    let metric = metric.expect("a valid metric");
     registry
-        .register(Box::new(vec.clone()))
+        .register(Box::new(metric.clone()))
         .expect("registered once");
-    vec
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::new(name, help).expect("a valid metric");
-    registry
-        .register(Box::new(counter.clone()))
-        .expect("registered once");
-    counter
+    register(registry, IntCounter::new(name, help))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let gauge = IntGauge::new(name, help).expect("a valid metric");
-    registry
-        .register(Box::new(gauge.clone()))
-        .expect("registered once");
-    gauge
+    register(registry, IntGauge::new(name, help))
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
-    let vec = HistogramVec::new(opts, labels).expect("a valid metric");
-    registry
-        .register(Box::new(vec.clone()))
-        .expect("registered once");
-    vec
+    register(registry, HistogramVec::new(opts, labels))
 }
 
 /// The HTTP layer's metrics, on both roles.

@@ -5,6 +5,8 @@
 use crate::error::ApiError;
 use crate::http::{Method, Reply, Request};
 
+/// The page around a role's sections (`{role}`, `{sections}`), filled in once per process.
+const PAGE: &str = include_str!("page/page.html");
 const SUPERNODE: &str = include_str!("page/supernode.html");
 const NODE: &str = include_str!("page/node.html");
 const CSS: &str = include_str!("page/page.css");
@@ -16,9 +18,16 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; c
 
 /// The page's files for `role` ("supernode" or "node"); `None` for any other path.
 pub fn asset(request: &Request, role: &str) -> Result<Option<Reply>, ApiError> {
+    static PAGES: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [supernode, node] = PAGES.get_or_init(|| {
+        [("supernode", SUPERNODE), ("node", NODE)]
+            .map(|(role, sections)| PAGE.replace("{role}", role).replace("{sections}", sections))
+    });
     let (text, content_type) = match request.path {
-        "/" | "/index.html" if role == "supernode" => (SUPERNODE, "text/html; charset=utf-8"),
-        "/" | "/index.html" => (NODE, "text/html; charset=utf-8"),
+        "/" | "/index.html" if role == "supernode" => {
+            (supernode.as_str(), "text/html; charset=utf-8")
+        }
+        "/" | "/index.html" => (node.as_str(), "text/html; charset=utf-8"),
         "/page.css" => (CSS, "text/css; charset=utf-8"),
         "/page.js" => (JS, "text/javascript; charset=utf-8"),
         _ => return Ok(None),

@@ -156,13 +156,7 @@ fn counters_move_with_the_traffic() {
 fn the_metrics_are_served_as_prometheus_text() {
     let group = group();
     let supernode = Launch::supernode("s", &group, 1).start();
-    let mut stream = std::net::TcpStream::connect(supernode.addr).unwrap();
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let answer = raw_get(supernode.addr, "/metrics");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(
         answer.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),

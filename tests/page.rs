@@ -59,13 +59,7 @@ fn both_roles_serve_their_page_and_its_status() {
 fn the_page_may_run_only_its_own_script() {
     let group = group();
     let supernode = Launch::supernode("s", &group, 1).start();
-    let mut stream = std::net::TcpStream::connect(supernode.addr).unwrap();
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let answer = raw_get(supernode.addr, "/");
     assert!(answer.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
     assert!(answer.contains("\r\nContent-Security-Policy: default-src 'none'; script-src 'self';"));
     assert!(answer.contains("\r\nX-Content-Type-Options: nosniff\r\n"));

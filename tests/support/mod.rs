@@ -392,6 +392,17 @@ pub fn post(url: &str, body: &[u8]) -> Resp {
     )
 }
 
+/// `GET path` on a fresh connection: the whole answer as text, head included (for tests of
+/// the headers themselves).
+pub fn raw_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// Sends raw bytes on a fresh connection and returns the status code of the answer.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
