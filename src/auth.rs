@@ -145,7 +145,7 @@ pub fn unix_ms() -> u64 {
 
 pub fn hex(bytes: &[u8]) -> String {
     let mut text = vec![0; 2 * bytes.len()];
-    crate::wire::write_hex(bytes, &mut text);
+    crate::id::write_hex(bytes, &mut text);
     String::from_utf8(text).expect("hex digits are ASCII")
 }
 

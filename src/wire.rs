@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::id::{ResourceId, truncate};
+use crate::id::{ResourceId, truncate, write_hex};
 
 /// The largest datagram accepted; a query or an answer is far smaller.
 pub const MAX_DATAGRAM: usize = 512;
@@ -113,31 +113,7 @@ fn parse_stamp(text: &str) -> Option<u64> {
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 16]> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            b'A'..=b'F' => Some(digit - b'A' + 10),
-            _ => None,
-        }
-    }
-    if text.len() != 32 {
-        return None;
-    }
-    let mut mac = [0u8; 16];
-    for (byte, pair) in mac.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(mac)
-}
-
-/// Writes `bytes` as lowercase hex digits into `out` (twice as long).
-pub fn write_hex(bytes: &[u8], out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
+    crate::id::decode_hex(text.as_bytes())
 }
 
 /// A sealed datagram without its MAC, in two pieces: the text before `/<mac>` (the sender
