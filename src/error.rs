@@ -100,6 +100,8 @@ pub enum ApiError {
     NotImplemented(String),
     /// A node was asked a supernode path, or the other way round.
     WrongRole,
+    /// A download asked for bytes outside the file.
+    RangeNotSatisfiable(String),
     /// A service this answer depends on (the node's supernodes) cannot be reached: retry later.
     Unavailable(String),
     /// A bug: the handler panicked. The worker lives on.
@@ -120,6 +122,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UriTooLong(_) => 414,
             ApiError::WrongRole => 418,
+            ApiError::RangeNotSatisfiable(_) => 416,
             ApiError::HeaderTooLarge(_) => 431,
             ApiError::Internal => 500,
             ApiError::NotImplemented(_) => 501,
@@ -139,6 +142,7 @@ impl ApiError {
             | ApiError::RequestTimeout(what)
             | ApiError::UriTooLong(what)
             | ApiError::HeaderTooLarge(what)
+            | ApiError::RangeNotSatisfiable(what)
             | ApiError::NotImplemented(what) => what.clone(),
             ApiError::MethodNotAllowed => "method not allowed on this path".into(),
             ApiError::PayloadTooLarge(limit) => format!("request body over {limit} bytes"),

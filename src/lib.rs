@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod content;
 pub mod error;
 pub mod http;
 pub mod id;

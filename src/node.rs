@@ -156,7 +156,7 @@ impl NodeService {
             }
             ["resources", id, "content"] => {
                 request.expect(Method::Get)?;
-                self.content(parse_id(id)?)
+                self.content(request, parse_id(id)?)
             }
             _ => Err(ApiError::NotFound(format!(
                 "no such path: {}",
@@ -203,7 +203,7 @@ impl NodeService {
         Ok(Reply::data(302, "resource", &Remote { id, info }).with_location(url))
     }
 
-    fn content(&self, id: ResourceId) -> Result<Reply, ApiError> {
+    fn content(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
         let catalog = self.catalog();
         let Some(resource) = catalog.get(&id) else {
             return self.resource(id, "/content");
@@ -211,14 +211,13 @@ impl NodeService {
         // The path comes from the catalog, never from the request.
         let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?, f)));
         match opened {
-            Ok((metadata, file)) if resource.unchanged(&metadata) => Ok(Reply::new(
-                200,
-                Body::File {
-                    file,
-                    len: metadata.len(),
-                    sha256: Some(id),
-                },
-            )),
+            Ok((metadata, file)) if resource.unchanged(&metadata) => crate::content::reply(
+                request,
+                id,
+                &resource.name,
+                (file, metadata),
+                resource.unchanged_check(),
+            ),
             Ok(_) => {
                 if let Some(count) = self.changed_files.hit() {
                     log::warn!(

@@ -55,6 +55,12 @@ impl Resource {
     pub fn unchanged(&self, metadata: &Metadata) -> bool {
         Stamp::of(metadata) == self.stamp
     }
+
+    /// [`Resource::unchanged`] to carry along (a download checks again before its end).
+    pub fn unchanged_check(&self) -> Box<dyn Fn(&Metadata) -> bool + Send> {
+        let stamp = self.stamp;
+        Box::new(move |metadata| Stamp::of(metadata) == stamp)
+    }
 }
 
 /// What identifies a file's content without reading it: which file it is (device and inode),

@@ -722,8 +722,18 @@ fn send(
         super::recycle(bytes);
         return Ok(());
     }
-    if let (Body::File { file, len, sha256 }, false) = (reply.body, head_only) {
-        send_file(sock, file, len, sha256, chunk, timeout)?;
+    if let (
+        Body::File {
+            file,
+            offset,
+            len,
+            verify,
+            ..
+        },
+        false,
+    ) = (reply.body, head_only)
+    {
+        send_file(sock, (file, offset, len), verify, chunk, timeout)?;
     }
     Ok(())
 }
@@ -734,29 +744,38 @@ fn send(
 /// with an error instead).
 fn send_file(
     sock: &mut Sock,
-    file: std::fs::File,
-    len: u64,
-    sha256: Option<crate::id::ResourceId>,
+    (file, offset, len): (std::fs::File, u64, u64),
+    verify: super::Verify,
     chunk: &mut Vec<u8>,
     timeout: Duration,
 ) -> io::Result<()> {
     use sha2::Digest;
+    use std::os::unix::fs::FileExt;
     chunk.resize(WRITE_PIECE, 0);
-    let mut hasher = sha256.map(|_| sha2::Sha256::new());
-    let mut file = file.take(len);
+    let mut hasher = matches!(verify, super::Verify::Hash(_)).then(sha2::Sha256::new);
     let mut sent = 0u64;
-    loop {
-        let n = match file.read(chunk) {
+    while sent < len {
+        let want = (len - sent).min(chunk.len() as u64) as usize;
+        let n = match file.read_at(&mut chunk[..want], offset + sent) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         sent += n as u64;
-        if let (Some(hasher), Some(expected)) = (hasher.as_mut(), sha256) {
+        if let Some(hasher) = hasher.as_mut() {
             hasher.update(&chunk[..n]);
-            if sent == len && crate::id::ResourceId(hasher.clone().finalize().into()) != expected {
-                log::warn!("http: {expected} changed while it was sent; the download is cut");
+        }
+        if sent == len {
+            let still = match &verify {
+                super::Verify::Nothing => true,
+                super::Verify::Hash(expected) => hasher.as_ref().is_some_and(|h| {
+                    crate::id::ResourceId(h.clone().finalize().into()) == *expected
+                }),
+                super::Verify::Unchanged(check) => file.metadata().is_ok_and(|m| check(&m)),
+            };
+            if !still {
+                log::warn!("http: a file changed while it was sent; the download is cut");
                 return Err(io::Error::other("the file no longer matches its id"));
             }
         }
@@ -769,9 +788,6 @@ fn send_file(
     Ok(())
 }
 
-/// After an error answer: says that nothing more comes, then reads and drops what the client
-/// still sends for a moment, so that its unread bytes do not reset the connection (and the
-/// answer with it) before the client has read the answer.
 fn linger(sock: &mut Sock, scratch: &mut Vec<u8>) {
     if sock.stream.shutdown(Close::Write).is_err() {
         return;

@@ -42,14 +42,27 @@ pub enum Body {
         bytes: std::borrow::Cow<'static, [u8]>,
         content_type: &'static str,
     },
-    /// A file's bytes, streamed: the open file, how many bytes to send, and the SHA-256 they
-    /// must have. The bytes are hashed as they go, and the last piece is sent only if the whole
-    /// matches: a file that changed under the transfer cuts the connection instead.
+    /// A file's bytes, streamed: `len` bytes from `offset`, and how to make sure they are
+    /// still the ones promised before the last piece goes (a file that changed under the
+    /// transfer cuts the connection instead).
     File {
         file: File,
+        offset: u64,
         len: u64,
-        sha256: Option<crate::id::ResourceId>,
+        content_type: &'static str,
+        verify: Verify,
     },
+}
+
+/// What a file's bytes are checked against while they are sent.
+pub enum Verify {
+    /// Nothing (a test's file).
+    Nothing,
+    /// The whole file: its bytes, hashed as they go, must have this SHA-256.
+    Hash(crate::id::ResourceId),
+    /// A part: the file must still be the one hashed, by this look at its metadata (size,
+    /// times, inode), just before the last piece.
+    Unchanged(Box<dyn Fn(&std::fs::Metadata) -> bool + Send>),
 }
 
 /// A reply: status, body and any headers beyond the ones every reply gets.
@@ -209,10 +222,7 @@ impl Reply {
             Body::Json(_) | Body::SharedJson(_) => {
                 out.extend_from_slice(b"Content-Type: application/json\r\n");
             }
-            Body::File { .. } => {
-                out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
-            }
-            Body::Typed { content_type, .. } => {
+            Body::File { content_type, .. } | Body::Typed { content_type, .. } => {
                 let _ = write!(out, "Content-Type: {content_type}\r\n");
             }
         }
@@ -257,7 +267,9 @@ pub fn reason_phrase(code: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         204 => "No Content",
+        206 => "Partial Content",
         302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -266,6 +278,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Payload Too Large",
         414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
         418 => "I'm a teapot",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -1,0 +1,231 @@
+//! What a download (`GET` or `HEAD /api/node/resources/<id>/content`) answers, as a static
+//! file server would: one byte range (206, or 416), the id as the strongest `ETag` there is
+//! (the id *is* the content's hash, so the bytes behind it never change), `If-None-Match`
+//! (304) and `If-Range`, a year of caching, a `Content-Type` from the name, and the name in
+//! `Content-Disposition`.
+
+use std::fs::{File, Metadata};
+
+use crate::error::ApiError;
+use crate::http::{Body, Reply, Request, Verify};
+use crate::id::ResourceId;
+
+/// Which bytes of a file of `len` bytes a `Range` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// All of it: no header, one this server ignores (several ranges, another unit, bad
+    /// syntax), as RFC 9110 allows.
+    Whole,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// None of the asked bytes exist: 416.
+    Unsatisfiable,
+}
+
+/// Parses `Range: bytes=a-b`, `a-` or `-n` against a file of `len` bytes.
+pub fn parse_range(header: Option<&str>, len: u64) -> Range {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Range::Whole;
+    };
+    if spec.contains(',') {
+        return Range::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Range::Whole;
+    };
+    let number = |text: &str| {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    match (number(first), number(last)) {
+        // The last n bytes.
+        (None, Some(n)) if first.trim().is_empty() => {
+            if n == 0 || len == 0 {
+                Range::Unsatisfiable
+            } else {
+                Range::Part {
+                    start: len.saturating_sub(n),
+                    end: len - 1,
+                }
+            }
+        }
+        (Some(start), None) if last.trim().is_empty() => {
+            if start >= len {
+                Range::Unsatisfiable
+            } else {
+                Range::Part {
+                    start,
+                    end: len - 1,
+                }
+            }
+        }
+        (Some(start), Some(end)) if start <= end => {
+            if start >= len {
+                Range::Unsatisfiable
+            } else {
+                Range::Part {
+                    start,
+                    end: end.min(len - 1),
+                }
+            }
+        }
+        _ => Range::Whole,
+    }
+}
+
+/// `attachment` with the file's own name (its last path part): a plain `filename` for every
+/// client, and RFC 6266's `filename*` (UTF-8, percent-encoded) when the name is not plain ASCII.
+pub fn disposition(name: &str) -> String {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let plain: String = base
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' && c != '%' => c,
+            _ => '_',
+        })
+        .collect();
+    if plain == base {
+        return format!("attachment; filename=\"{plain}\"");
+    }
+    let mut encoded = String::new();
+    for byte in base.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                encoded.push(char::from(byte))
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Whether an `If-None-Match` or `If-Range` value names `etag` (or, for `If-None-Match`, is `*`).
+fn names(header: &str, etag: &str, star: bool) -> bool {
+    header
+        .split(',')
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || (star && tag == "*"))
+}
+
+/// The answer to a download of `id`, held in `file` (opened, `metadata` read and checked
+/// against the hash's): `unchanged` says, before a part's last piece goes, that the file is
+/// still the one hashed (a whole file is checked by its hash as it goes).
+pub fn reply(
+    request: &Request,
+    id: ResourceId,
+    name: &str,
+    (file, metadata): (File, Metadata),
+    unchanged: Box<dyn Fn(&Metadata) -> bool + Send>,
+) -> Result<Reply, ApiError> {
+    let len = metadata.len();
+    let etag = format!("\"{id}\"");
+    let headers = |reply: Reply| {
+        reply
+            .with_header("ETag", etag.clone())
+            .with_header("Accept-Ranges", "bytes".into())
+            .with_header(
+                "Cache-Control",
+                "public, max-age=31536000, immutable".into(),
+            )
+    };
+    if request
+        .header("If-None-Match")
+        .is_some_and(|h| names(h, &etag, true))
+    {
+        return Ok(headers(Reply::new(304, Body::Empty)));
+    }
+    let range = match request.header("If-Range") {
+        // A range of another version is not this one's: the whole file instead.
+        Some(validator) if !names(validator, &etag, false) => Range::Whole,
+        _ => parse_range(request.header("Range"), len),
+    };
+    let content_type = mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let (status, offset, count, verify) = match range {
+        Range::Whole => (200, 0, len, Verify::Hash(id)),
+        Range::Part { start, end } => (206, start, end - start + 1, Verify::Unchanged(unchanged)),
+        Range::Unsatisfiable => {
+            let reply = Reply::error(&ApiError::RangeNotSatisfiable(format!(
+                "resource {id} has {len} bytes; the range asked for is outside them"
+            )));
+            return Ok(headers(
+                reply.with_header("Content-Range", format!("bytes */{len}")),
+            ));
+        }
+    };
+    let mut reply = Reply::new(
+        status,
+        Body::File {
+            file,
+            offset,
+            len: count,
+            content_type,
+            verify,
+        },
+    )
+    .with_header("Content-Disposition", disposition(name));
+    if status == 206 {
+        reply = reply.with_header(
+            "Content-Range",
+            format!("bytes {offset}-{}/{len}", offset + count - 1),
+        );
+    }
+    Ok(headers(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_at_the_edges() {
+        let part = |start, end| Range::Part { start, end };
+        assert_eq!(parse_range(None, 10), Range::Whole);
+        assert_eq!(parse_range(Some("bytes=0-0"), 10), part(0, 0));
+        assert_eq!(parse_range(Some("bytes=9-9"), 10), part(9, 9));
+        assert_eq!(parse_range(Some("bytes=9-"), 10), part(9, 9));
+        assert_eq!(parse_range(Some("bytes=-1"), 10), part(9, 9));
+        assert_eq!(parse_range(Some("bytes=-20"), 10), part(0, 9));
+        assert_eq!(parse_range(Some("bytes=5-100"), 10), part(5, 9));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Range::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=10-20"), 10), Range::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Range::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Range::Unsatisfiable);
+        // Not understood, so ignored: the whole file.
+        for header in [
+            "bytes=5-2",
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=1",
+        ] {
+            assert_eq!(parse_range(Some(header), 10), Range::Whole, "{header}");
+        }
+    }
+
+    #[test]
+    fn names_go_into_the_disposition_safely() {
+        assert_eq!(
+            disposition("dir/a b.txt"),
+            "attachment; filename=\"a b.txt\""
+        );
+        assert_eq!(
+            disposition("relatório \"final\".pdf"),
+            "attachment; filename=\"relat_rio _final_.pdf\"; filename*=UTF-8''relat%C3%B3rio%20%22final%22.pdf"
+        );
+        assert!(!disposition("evil\r\nSet-Cookie: x").contains(['\r', '\n']));
+    }
+
+    #[test]
+    fn validators_match_the_id() {
+        assert!(names("\"abc\"", "\"abc\"", false));
+        assert!(names("W/\"x\", \"abc\"", "\"abc\"", false));
+        assert!(names("*", "\"abc\"", true));
+        assert!(!names("*", "\"abc\"", false));
+        assert!(!names("\"abd\"", "\"abc\"", true));
+    }
+}

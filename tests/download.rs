@@ -1,0 +1,285 @@
+//! SPEC section 9, downloads as from a static file server: `HEAD`, one byte range (206 or
+//! 416), the id as `ETag` with `If-None-Match` and `If-Range`, caching, the type from the
+//! name, the name in `Content-Disposition`; and a download cut half-way, resumed through
+//! another node's 302.
+
+mod support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+
+/// One answer, read to its end: status, headers (names in lowercase), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn fetch(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+struct One {
+    _supernode: Proc,
+    node: Proc,
+    _folder: Folder,
+    id: String,
+    path: String,
+}
+
+fn one_file(name: &str, content: &[u8]) -> One {
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let folder = Folder::with(&[(name, content)]);
+    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    let id = sha256(content);
+    let path = format!("/api/node/resources/{id}/content");
+    One {
+        _supernode: supernode,
+        node,
+        _folder: folder,
+        id,
+        path,
+    }
+}
+
+#[test]
+fn a_download_says_what_a_static_file_server_says() {
+    let content = b"0123456789";
+    let one = one_file("docs/notes.txt", content);
+    let whole = fetch(one.node.addr, "GET", &one.path, &[]);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, content);
+    let etag = format!("\"{}\"", one.id);
+    for (name, value) in [
+        ("accept-ranges", "bytes"),
+        ("etag", etag.as_str()),
+        ("cache-control", "public, max-age=31536000, immutable"),
+        ("content-type", "text/plain"),
+        ("content-disposition", "attachment; filename=\"notes.txt\""),
+        ("content-length", "10"),
+    ] {
+        assert_eq!(whole.header(name), Some(value), "{name}");
+    }
+    // HEAD: the same head, no body.
+    let head = fetch(one.node.addr, "HEAD", &one.path, &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), Some("10"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    // The id does not change, so neither do the bytes: 304.
+    let cached = fetch(one.node.addr, "GET", &one.path, &[("If-None-Match", &etag)]);
+    assert_eq!((cached.status, cached.body.len()), (304, 0));
+    assert_eq!(cached.header("etag"), Some(etag.as_str()));
+    let other = fetch(
+        one.node.addr,
+        "GET",
+        &one.path,
+        &[("If-None-Match", "\"something-else\"")],
+    );
+    assert_eq!(other.status, 200);
+}
+
+#[test]
+fn byte_ranges_at_the_edges() {
+    let content = b"0123456789";
+    let one = one_file("digits.bin", content);
+    for (range, want, content_range) in [
+        ("bytes=0-0", &b"0"[..], "bytes 0-0/10"),
+        ("bytes=9-9", b"9", "bytes 9-9/10"),
+        ("bytes=9-", b"9", "bytes 9-9/10"),
+        ("bytes=-1", b"9", "bytes 9-9/10"),
+        ("bytes=3-5", b"345", "bytes 3-5/10"),
+        ("bytes=5-100", b"56789", "bytes 5-9/10"),
+        ("bytes=-100", b"0123456789", "bytes 0-9/10"),
+    ] {
+        let part = fetch(one.node.addr, "GET", &one.path, &[("Range", range)]);
+        assert_eq!(part.status, 206, "{range}");
+        assert_eq!(part.body, want, "{range}");
+        assert_eq!(part.header("content-range"), Some(content_range), "{range}");
+        assert_eq!(
+            part.header("content-length"),
+            Some(want.len().to_string().as_str())
+        );
+        assert_eq!(
+            part.header("content-type"),
+            Some("application/octet-stream")
+        );
+    }
+    for range in ["bytes=10-", "bytes=10-20", "bytes=-0"] {
+        let past = fetch(one.node.addr, "GET", &one.path, &[("Range", range)]);
+        assert_eq!(past.status, 416, "{range}");
+        assert_eq!(past.header("content-range"), Some("bytes */10"));
+        let body: serde_json::Value = serde_json::from_slice(&past.body).unwrap();
+        assert_eq!(body["code"], 416);
+    }
+    // Not understood (several ranges, bad syntax): the whole file, as RFC 9110 allows.
+    for range in ["bytes=0-1,4-5", "bytes=x-y", "lines=1-2"] {
+        let whole = fetch(one.node.addr, "GET", &one.path, &[("Range", range)]);
+        assert_eq!((whole.status, whole.body.as_slice()), (200, &content[..]));
+    }
+    // If-Range: the range only while the id is the one the client has.
+    let etag = format!("\"{}\"", one.id);
+    let same = fetch(
+        one.node.addr,
+        "GET",
+        &one.path,
+        &[("Range", "bytes=8-"), ("If-Range", &etag)],
+    );
+    assert_eq!((same.status, same.body.as_slice()), (206, &b"89"[..]));
+    let changed = fetch(
+        one.node.addr,
+        "GET",
+        &one.path,
+        &[("Range", "bytes=8-"), ("If-Range", "\"an-older-version\"")],
+    );
+    assert_eq!(
+        (changed.status, changed.body.as_slice()),
+        (200, &content[..])
+    );
+    // HEAD with a range: its head only.
+    let head = fetch(one.node.addr, "HEAD", &one.path, &[("Range", "bytes=2-3")]);
+    assert_eq!(head.status, 206);
+    assert_eq!(head.header("content-length"), Some("2"));
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn a_name_beyond_ascii_is_given_as_rfc_6266_says() {
+    let one = one_file("relatório final.pdf", b"%PDF-1.4 not really\n");
+    let whole = fetch(one.node.addr, "HEAD", &one.path, &[]);
+    assert_eq!(
+        whole.header("content-disposition"),
+        Some(
+            "attachment; filename=\"relat_rio final.pdf\"; filename*=UTF-8''relat%C3%B3rio%20final.pdf"
+        )
+    );
+    assert_eq!(whole.header("content-type"), Some("application/pdf"));
+}
+
+#[test]
+fn a_download_cut_half_way_resumes_through_another_node() {
+    let content: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let id = sha256(&content);
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    let holding = Folder::with(&[("big.bin", &content)]);
+    let empty = Folder::with(&[]);
+    let holder = Launch::node("holder", &holding.path, &[&s1.url()]).start();
+    let other = Launch::node("other", &empty.path, &[&s2.url()]).start();
+    wait_registered(&s1, &[&holder]);
+    wait_registered(&s2, &[&other]);
+    let path = format!("/api/node/resources/{id}/content");
+
+    // The first half, then the connection is gone.
+    let half = content.len() / 2;
+    let first = fetch(
+        holder.addr,
+        "GET",
+        &path,
+        &[("Range", &format!("bytes=0-{}", half - 1))],
+    );
+    assert_eq!(first.status, 206);
+    // The rest, asked of the other node (which holds nothing): its 302 keeps the range.
+    let range = format!("bytes={half}-");
+    let redirect = fetch(other.addr, "GET", &path, &[("Range", &range)]);
+    assert_eq!(redirect.status, 302);
+    let location = redirect.header("location").unwrap().to_string();
+    assert_eq!(location, format!("http://{}{path}", holder.location()));
+    let rest = fetch(holder.addr, "GET", &path, &[("Range", &range)]);
+    assert_eq!(rest.status, 206);
+    assert_eq!(
+        rest.header("content-range"),
+        Some(format!("bytes {half}-{}/{}", content.len() - 1, content.len()).as_str())
+    );
+    let mut whole = first.body;
+    whole.extend_from_slice(&rest.body);
+    assert_eq!(sha256(&whole), id);
+}
+
+#[test]
+fn a_file_changed_during_a_ranged_download_cuts_it() {
+    use socket2::{Domain, Socket, Type};
+    let content: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+    let id = sha256(&content);
+    let folder = Folder::with(&[("big", &content)]);
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    socket.connect(&node.addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/node/resources/{id}/content HTTP/1.1\r\nHost: x\r\nRange: bytes=1-\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = vec![0u8; 64 << 10];
+    stream.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 206 Partial Content"));
+    // A byte the range already passed changes: the file is no longer the one hashed.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(folder.path.join("big"))
+        .unwrap();
+    file.seek(SeekFrom::Start(2)).unwrap();
+    file.write_all(&[content[2]]).unwrap();
+    drop(file);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let head_len = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let received = first.len() - head_len + rest.len();
+    assert!(
+        received < content.len() - 1,
+        "the whole range came ({received} bytes), though the file changed"
+    );
+    node.wait_log("changed while it was sent", Duration::from_secs(5));
+}
