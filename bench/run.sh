@@ -753,6 +753,67 @@ m8_startup() {
         "openssl dgst -sha256 $(fmt "$om") ms" "$ratio" "<= 0.75 x openssl" "$(verdict "$ratio <= 0.75")"
 }
 
+# A 1 GiB file downloaded with curl from a node (read and written, the file looked at again
+# before the last piece) and from nginx (sendfile), whole and its second half as a range,
+# interleaved; medians of curl's own speed.
+DL_SPEED=0
+DL_BAD=0
+curl_speed() {   # URL [RANGE]
+    local out
+    out=$(curl -s --noproxy '*' -o /dev/null ${2:+-r "$2"} -w '%{http_code} %{speed_download}' "$1")
+    case $out in
+        "200 "* | "206 "*) DL_SPEED=${out#* } ;;
+        *) DL_SPEED=0; DL_BAD=$((DL_BAD + 1)) ;;
+    esac
+}
+m13_download() {
+    [[ -n "${PORT[nginx]:-}${PID[nginx]:-}" ]] || return 1
+    start_hub || return 1
+    local dir=$DATA/onegib file id
+    make_files "$dir" 1 $((1 << 30)) 13 || return 1
+    file=$(find "$dir" -name '*.bin' | head -n 1)
+    [[ -n $file ]] || return 1
+    ln -f "$file" "$DATA/nginx/www/onegib.bin" 2>/dev/null || cp "$file" "$DATA/nginx/www/onegib.bin"
+    cat "$file" >/dev/null
+    mapfile -t envs < <(node_env "$dir")
+    start dl node "$BIN" 27030 "${envs[@]}" || return 1
+    if ! wait_log dl 'registered' 120; then
+        stop dl
+        return 1
+    fi
+    id=$(curl -s --noproxy '*' "http://$HOST:${PORT[dl]}/api/node/resources" | grep -o '[0-9a-f]\{64\}' | head -n 1)
+    local url="http://$HOST:${PORT[dl]}/api/node/resources/$id/content" ref="http://$HOST:$NGINX_PORT/onegib.bin"
+    local half=$((1 << 29)) kind range i a b
+    for kind in whole range; do
+        range=""
+        [[ $kind == range ]] && range="$half-"
+        a=()
+        b=()
+        DL_BAD=0
+        for ((i = 0; i < RUNS; i++)); do
+            curl_speed "$url" "$range"
+            a+=("$DL_SPEED")
+            curl_speed "$ref" "$range"
+            b+=("$DL_SPEED")
+            say "download $kind: node $(calc "${a[-1]} / 1000000") MB/s, nginx $(calc "${b[-1]} / 1000000") MB/s"
+        done
+        local sa sb ratio
+        sa=$(median "${a[@]}")
+        sb=$(median "${b[@]}")
+        ratio=$(calc "$sa / $sb")
+        if [[ $kind == whole ]]; then
+            row 13 "download of a 1 GiB file from a node, curl" \
+                "$(fmt "$(calc "$sa / 1000000")") MB/s" "nginx (sendfile) $(fmt "$(calc "$sb / 1000000")") MB/s" \
+                "$ratio" ">= 1.0 x nginx" "$(verdict "$ratio >= 1.0 && $DL_BAD == 0")"
+        else
+            row 13r "its second half as a byte range (206), curl" \
+                "$(fmt "$(calc "$sa / 1000000")") MB/s" "nginx (sendfile) $(fmt "$(calc "$sb / 1000000")") MB/s" \
+                "$ratio" ">= 1.0 x nginx" "$(verdict "$ratio >= 1.0 && $DL_BAD == 0")"
+        fi
+    done
+    stop dl
+}
+
 m9_listing() {
     start_hub || return 1
     mapfile -t envs < <(node_env "$DATA/10k")
@@ -894,6 +955,7 @@ measure "6, 7, 10" "1,000,000 indexed resources" m6_m7_m10_million
 stop a b
 measure 8 "node start-up over 1 GiB in 256 files" m8_startup
 measure 9 "listing a node of 10,000 resources" m9_listing
+measure 13 "download of a 1 GiB file" m13_download
 stop nginx
 measure 11 "liveness sweep over 1,000 nodes" m11_liveness
 measure 12 "idle memory and binary size" m12_idle

@@ -727,13 +727,13 @@ fn send(
             file,
             offset,
             len,
-            verify,
+            unchanged,
             ..
         },
         false,
     ) = (reply.body, head_only)
     {
-        send_file(sock, (file, offset, len), verify, chunk, timeout)?;
+        send_file(sock, (file, offset, len), &*unchanged, chunk, timeout)?;
     }
     Ok(())
 }
@@ -745,14 +745,12 @@ fn send(
 fn send_file(
     sock: &mut Sock,
     (file, offset, len): (std::fs::File, u64, u64),
-    verify: super::Verify,
+    unchanged: &dyn Fn(&std::fs::Metadata) -> bool,
     chunk: &mut Vec<u8>,
     timeout: Duration,
 ) -> io::Result<()> {
-    use sha2::Digest;
     use std::os::unix::fs::FileExt;
     chunk.resize(WRITE_PIECE, 0);
-    let mut hasher = matches!(verify, super::Verify::Hash(_)).then(sha2::Sha256::new);
     let mut sent = 0u64;
     while sent < len {
         let want = (len - sent).min(chunk.len() as u64) as usize;
@@ -763,21 +761,9 @@ fn send_file(
             Err(e) => return Err(e),
         };
         sent += n as u64;
-        if let Some(hasher) = hasher.as_mut() {
-            hasher.update(&chunk[..n]);
-        }
-        if sent == len {
-            let still = match &verify {
-                super::Verify::Nothing => true,
-                super::Verify::Hash(expected) => hasher.as_ref().is_some_and(|h| {
-                    crate::id::ResourceId(h.clone().finalize().into()) == *expected
-                }),
-                super::Verify::Unchanged(check) => file.metadata().is_ok_and(|m| check(&m)),
-            };
-            if !still {
-                log::warn!("http: a file changed while it was sent; the download is cut");
-                return Err(io::Error::other("the file no longer matches its id"));
-            }
+        if sent == len && !file.metadata().is_ok_and(|m| unchanged(&m)) {
+            log::warn!("http: a file changed while it was sent; the download is cut");
+            return Err(io::Error::other("the file is no longer the one hashed"));
         }
         sock.write_all(&chunk[..n], timeout)?;
     }

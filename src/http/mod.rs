@@ -42,27 +42,16 @@ pub enum Body {
         bytes: std::borrow::Cow<'static, [u8]>,
         content_type: &'static str,
     },
-    /// A file's bytes, streamed: `len` bytes from `offset`, and how to make sure they are
-    /// still the ones promised before the last piece goes (a file that changed under the
-    /// transfer cuts the connection instead).
+    /// A file's bytes, streamed: `len` bytes from `offset`. Just before the last piece goes,
+    /// `unchanged` looks at the file's metadata: a file that changed under the transfer cuts
+    /// the connection instead of finishing with bytes that are not the ones promised.
     File {
         file: File,
         offset: u64,
         len: u64,
         content_type: &'static str,
-        verify: Verify,
+        unchanged: Box<dyn Fn(&std::fs::Metadata) -> bool + Send>,
     },
-}
-
-/// What a file's bytes are checked against while they are sent.
-pub enum Verify {
-    /// Nothing (a test's file).
-    Nothing,
-    /// The whole file: its bytes, hashed as they go, must have this SHA-256.
-    Hash(crate::id::ResourceId),
-    /// A part: the file must still be the one hashed, by this look at its metadata (size,
-    /// times, inode), just before the last piece.
-    Unchanged(Box<dyn Fn(&std::fs::Metadata) -> bool + Send>),
 }
 
 /// A reply: status, body and any headers beyond the ones every reply gets.
