@@ -138,6 +138,27 @@ impl Upstream {
         }
     }
 
+    /// A name search (`query`: the client's `file_name=...` query, already checked), asked of
+    /// the supernode: its `data` as it answered it.
+    pub fn search_names(&self, query: &str) -> Result<serde_json::Value, ApiError> {
+        let (status, body) = self.get(&format!("/search?{query}"))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Unavailable(format!("the supernode's answer is not JSON: {e}"))
+        })?;
+        match status {
+            200 => Ok(answer["data"].clone()),
+            400 => Err(ApiError::BadRequest(
+                answer["description"]
+                    .as_str()
+                    .unwrap_or("bad name search")
+                    .into(),
+            )),
+            other => Err(ApiError::Unavailable(format!(
+                "the supernode answered {other} to a name search"
+            ))),
+        }
+    }
+
     /// GETs `path` from the current supernode, then from the others in order when it cannot be
     /// reached.
     fn get(&self, path: &str) -> Result<(u16, Vec<u8>), ApiError> {

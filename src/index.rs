@@ -13,7 +13,7 @@
 //! nothing else. Each registration gets a new generation number, so a liveness sweep that
 //! started before a node registered again cannot remove the fresh registration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +78,10 @@ struct Node {
     /// The entry slot of each resource it holds; `names` has their names in the same order.
     items: Vec<u32>,
     names: Names,
+    /// The names again, folded to lower case and each ended by a NUL, with where each starts:
+    /// a name search is one substring search through this text.
+    folded: Vec<u8>,
+    folded_starts: Vec<u32>,
     misses: u32,
     /// When the last counted miss was checked.
     last_miss: Option<Instant>,
@@ -190,6 +194,31 @@ pub struct NodeInfo {
     pub location: String,
 }
 
+/// A resource found by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameMatch {
+    pub id: ResourceId,
+    pub name: String,
+    pub locations: Vec<String>,
+}
+
+/// Appends `text` folded for a name search: lower case (ASCII at once, the rest by Unicode's
+/// rules), with no NUL (the names' separator).
+pub fn fold_into(out: &mut Vec<u8>, text: &str) {
+    if text.is_ascii() {
+        out.extend(text.bytes().map(|b| match b {
+            0 => b' ',
+            _ => b.to_ascii_lowercase(),
+        }));
+    } else {
+        out.extend(
+            text.to_lowercase()
+                .bytes()
+                .map(|b| if b == 0 { b' ' } else { b }),
+        );
+    }
+}
+
 /// A registered node on the status page: its resources and its last health check.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -259,6 +288,7 @@ impl Index {
         };
         let mut items = Vec::new();
         let mut names = Names::default();
+        let (mut folded, mut folded_starts) = (Vec::new(), Vec::new());
         let Index {
             hasher,
             table,
@@ -267,9 +297,14 @@ impl Index {
             ..
         } = self;
         for (id, resource_name) in resources {
-            let mut holding = || Holding {
-                node: node_slot,
-                name: names.push(resource_name.as_ref()),
+            let mut holding = || {
+                folded_starts.push(folded.len() as u32);
+                fold_into(&mut folded, resource_name.as_ref());
+                folded.push(0);
+                Holding {
+                    node: node_slot,
+                    name: names.push(resource_name.as_ref()),
+                }
             };
             let hash = hasher.hash_one(id);
             let slot = match table.find(hash, |&slot| entries[slot as usize].id == id) {
@@ -307,6 +342,8 @@ impl Index {
         }
         items.shrink_to_fit();
         names.shrink_to_fit();
+        folded.shrink_to_fit();
+        folded_starts.shrink_to_fit();
         self.holdings += items.len();
         self.next_generation += 1;
         let location: Arc<str> = location.into();
@@ -316,6 +353,8 @@ impl Index {
             name,
             items,
             names,
+            folded,
+            folded_starts,
             misses: 0,
             last_miss: None,
             last_check: None,
@@ -396,6 +435,51 @@ impl Index {
             .collect();
         nodes.sort_by(|a, b| a.location.cmp(&b.location));
         nodes
+    }
+
+    /// Resources whose name contains `text`, compared in lower case, held by the node named
+    /// (or located at) `node` when given: at most `limit`, each id once, with the name that
+    /// matched and every location that holds it.
+    pub fn find_names(&self, text: &str, node: Option<&str>, limit: usize) -> Vec<NameMatch> {
+        let mut needle = Vec::new();
+        fold_into(&mut needle, text);
+        let mut found = Vec::new();
+        if needle.is_empty() || limit == 0 {
+            return found;
+        }
+        let finder = memchr::memmem::Finder::new(&needle);
+        let mut seen = HashSet::new();
+        for (slot, held) in self.nodes.iter().enumerate() {
+            let Some(held) = held else { continue };
+            if node.is_some_and(|n| n != held.name && n != &*held.location) {
+                continue;
+            }
+            let mut last = None;
+            for at in finder.find_iter(&held.folded) {
+                let i = held.folded_starts.partition_point(|&s| s as usize <= at) - 1;
+                if last == Some(i) {
+                    continue;
+                }
+                last = Some(i);
+                let entry = &self.entries[held.items[i] as usize];
+                if !seen.insert(entry.id) {
+                    continue;
+                }
+                let holding = entry.holders().find(|h| h.node == slot as u32);
+                found.push(NameMatch {
+                    id: entry.id,
+                    name: holding.map_or("", |h| held.names.get(h.name)).to_string(),
+                    locations: entry
+                        .holders()
+                        .map(|h| self.node(h.node).location.to_string())
+                        .collect(),
+                });
+                if found.len() == limit {
+                    return found;
+                }
+            }
+        }
+        found
     }
 
     /// The registered nodes as the status page shows them, sorted by location.
@@ -488,6 +572,57 @@ mod tests {
 
     fn files(ids: &[u8]) -> Vec<(ResourceId, String)> {
         ids.iter().map(|&n| (id(n), format!("file{n}"))).collect()
+    }
+
+    #[test]
+    fn names_are_found_by_any_part_in_any_case() {
+        let mut index = Index::new();
+        let named = |pairs: &[(u8, &str)]| -> Vec<(ResourceId, String)> {
+            pairs
+                .iter()
+                .map(|&(n, name)| (id(n), name.to_string()))
+                .collect()
+        };
+        index.register(
+            "a:1",
+            "alpha".into(),
+            named(&[
+                (1, "Report 2024.PDF"),
+                (2, "notes;v2.txt"),
+                (3, "ÉTÉ à Lisboa.jpg"),
+            ]),
+        );
+        index.register(
+            "b:1",
+            "beta".into(),
+            named(&[(1, "report-copy.pdf"), (4, "other")]),
+        );
+        let find = |index: &Index, text: &str, node: Option<&str>, limit: usize| {
+            let mut found: Vec<(u8, String, Vec<String>)> = index
+                .find_names(text, node, limit)
+                .into_iter()
+                .map(|m| (m.id.0[0], m.name, m.locations))
+                .collect();
+            found.sort();
+            found
+        };
+        // Each id once, with every location that holds it.
+        let reports = find(&index, "REPORT", None, 10);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].2, ["a:1", "b:1"]);
+        assert_eq!(find(&index, ";v2", None, 10)[0].1, "notes;v2.txt");
+        assert_eq!(find(&index, "été", None, 10)[0].1, "ÉTÉ à Lisboa.jpg");
+        assert_eq!(find(&index, "o", None, 2).len(), 2);
+        assert_eq!(find(&index, "o", Some("beta"), 10).len(), 2);
+        assert_eq!(find(&index, "o", Some("b:1"), 10).len(), 2);
+        assert!(find(&index, "o", Some("gamma"), 10).is_empty());
+        // Never across two names, never the separator.
+        assert!(find(&index, "pdfnotes", None, 10).is_empty());
+        assert!(find(&index, "pdf\0notes", None, 10).is_empty());
+        assert!(find(&index, "", None, 10).is_empty());
+        index.remove_node("a:1");
+        assert_eq!(find(&index, "report", None, 10)[0].2, ["b:1"]);
+        assert!(find(&index, "lisboa", None, 10).is_empty());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::index::Index;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::wire::{self, Body, Message, Sender};
+use crate::wire::{self, Body, MAX_DATAGRAM, Message, NameHit, Sender};
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
 /// with a `22`, which tells us who is alive: the expected answerers when
@@ -73,9 +73,20 @@ struct Pending {
     next_send: Instant,
 }
 
+/// A name search waiting for the parts of every expected peer's answer.
+struct PendingNames {
+    expected: usize,
+    hits: Vec<NameHit>,
+    /// Each answering peer's parts so far, and how many it said there are.
+    parts: HashMap<String, (u16, u16)>,
+    complete: usize,
+    done: ReplyTx<()>,
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Pending>,
+    names: HashMap<u64, PendingNames>,
     /// Peers heard from lately: when, and from which address (counted as the expected
     /// answerers when the group size is unknown; shown on the supernode's page).
     peers: HashMap<String, (Instant, SocketAddr)>,
@@ -160,6 +171,11 @@ impl Multicast {
         self.search_many(&[id]).pop().unwrap_or(Outcome::NotFound)
     }
 
+    /// Asks the group for the resources whose name contains `text`: see [`Inner::search_names`].
+    pub fn search_names(&self, text: &str, node: Option<&str>, limit: u32) -> Vec<NameHit> {
+        self.inner.search_names(text, node, limit)
+    }
+
     /// The other supernodes heard from lately: name, address, and how long ago, the latest
     /// first.
     pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
@@ -177,12 +193,44 @@ impl Multicast {
     }
 }
 
+/// The most matches one supernode sends for one name query.
+const MAX_NAME_HITS: u32 = 1000;
+/// Name answer datagrams sent back to back before a short pause.
+const ANSWER_BURST: usize = 32;
+/// Room for a seal in a datagram's sender field: `/<stamp, 16 hex>/<MAC, 32 hex>`.
+const SEAL_ROOM: usize = 50;
+
+/// Splits `hits` into groups whose `24` entries fit in `room` bytes each; a name too long to
+/// fit in one datagram is cut (at a character, ending with `…`). Always one group at least.
+fn pack_hits(hits: Vec<NameHit>, room: usize) -> Vec<Vec<NameHit>> {
+    let mut groups = vec![Vec::new()];
+    let mut used = 0;
+    for mut hit in hits {
+        let mut len = wire::hit_text(&hit).len() + 1;
+        while len > room && !hit.name.is_empty() {
+            let mut cut = hit.name.trim_end_matches('…').to_string();
+            cut.pop();
+            hit.name = format!("{cut}…");
+            len = wire::hit_text(&hit).len() + 1;
+        }
+        if used + len > room {
+            groups.push(Vec::new());
+            used = 0;
+        }
+        used += len;
+        groups.last_mut().expect("one group at least").push(hit);
+    }
+    groups
+}
+
 /// A datagram's kind, as the metrics count it.
 fn kind_of(body: &Body) -> &'static str {
     match body {
         Body::Query(_) => "query",
         Body::Found(_) => "found",
         Body::NotFound(_) => "not_found",
+        Body::NameQuery { .. } => "name_query",
+        Body::NameAnswer { .. } => "name_answer",
     }
 }
 
@@ -190,6 +238,8 @@ fn open_socket(group: SocketAddrV4, interface: Ipv4Addr, ttl: u32) -> io::Result
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
+    let _ = socket.set_recv_buffer_size(4 << 20);
     // Bound to the group address, the socket hears only this group, even if another group on
     // the same host uses the same port.
     socket.bind(&SocketAddr::V4(group).into())?;
@@ -241,6 +291,124 @@ impl Inner {
             tag,
         };
         self.send(Message::new(sender, Body::Query(id)), None);
+    }
+
+    /// Asks the group which resources have a name containing `text`, and collects the
+    /// answers until every expected peer has sent all its parts, or the time-out: what came
+    /// by then (at most `limit` from each peer).
+    fn search_names(&self, text: &str, node: Option<&str>, limit: u32) -> Vec<NameHit> {
+        if self.group_size == 1 {
+            return Vec::new();
+        }
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (done, finished) = bounded(1);
+        {
+            let mut state = self.state();
+            let expected = self.expected_peers(&state, Instant::now());
+            if expected == 0 {
+                return Vec::new();
+            }
+            state.names.insert(
+                tag,
+                PendingNames {
+                    expected,
+                    hits: Vec::new(),
+                    parts: HashMap::new(),
+                    complete: 0,
+                    done,
+                },
+            );
+        }
+        let sender = Sender::Query {
+            from: self.me.clone(),
+            tag,
+        };
+        let body = Body::NameQuery {
+            text: text.to_string(),
+            node: node.map(str::to_string),
+            limit,
+        };
+        self.send(Message::new(sender, body), None);
+        let _ = finished.recv_timeout(self.timeout);
+        self.state()
+            .names
+            .remove(&tag)
+            .map(|pending| pending.hits)
+            .unwrap_or_default()
+    }
+
+    /// Answers a name query from the index, in as many datagrams as the matches need.
+    fn answer_names(&self, asker: &Sender, text: &str, node: Option<&str>, limit: u32) {
+        let Sender::Query { from, tag } = asker else {
+            return; // untagged: nobody could put the parts together
+        };
+        let found = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .find_names(text, node, limit.min(MAX_NAME_HITS) as usize);
+        let hits: Vec<NameHit> = found
+            .into_iter()
+            .flat_map(|m| {
+                m.locations.into_iter().map(move |location| NameHit {
+                    id: m.id,
+                    location,
+                    name: m.name.clone(),
+                })
+            })
+            .collect();
+        let sender = Sender::Reply {
+            from: self.me.clone(),
+            to: from.clone(),
+            tag: *tag,
+        };
+        // Room for the hits: what the sender field, the seal and the part numbers leave.
+        let fixed = sender.to_string().len() + SEAL_ROOM + ";24;65535/65535".len();
+        let groups = pack_hits(hits, MAX_DATAGRAM - fixed);
+        let parts = groups.len() as u16;
+        for (i, hits) in groups.into_iter().enumerate() {
+            if i > 0 && i % ANSWER_BURST == 0 {
+                // Hundreds at once would overflow the asker's receive buffer: a breath.
+                thread::sleep(Duration::from_micros(200));
+            }
+            let body = Body::NameAnswer {
+                part: i as u16 + 1,
+                parts,
+                hits,
+            };
+            self.send(Message::new(sender.clone(), body), None);
+        }
+    }
+
+    fn on_name_answer(&self, sender: &Sender, part: u16, parts: u16, hits: Vec<NameHit>) {
+        let Sender::Reply { from, to, tag } = sender else {
+            return;
+        };
+        if *to != self.me {
+            return;
+        }
+        let mut state = self.state();
+        let Some(pending) = state.names.get_mut(tag) else {
+            return;
+        };
+        if !pending.parts.contains_key(from) && pending.parts.len() >= MAX_PEERS {
+            return;
+        }
+        let (got, total) = pending.parts.entry(from.clone()).or_insert((0, parts));
+        // Parts are counted, in any order; one that does not agree on the count is not.
+        if *total != parts || *got >= parts || part > parts {
+            return;
+        }
+        *got += 1;
+        let complete = *got == parts;
+        let room = (MAX_NAME_HITS as usize * pending.expected).saturating_sub(pending.hits.len());
+        pending.hits.extend(hits.into_iter().take(room));
+        if complete {
+            pending.complete += 1;
+            if pending.complete >= pending.expected {
+                let _ = pending.done.try_send(());
+            }
+        }
     }
 
     /// Peers expected to answer: the group size less this one, or the peers heard lately.
@@ -432,6 +600,12 @@ impl Inner {
             Body::Query(id) => self.answer(&message.sender, id),
             Body::Found(location) => self.on_found(&message.sender, location),
             Body::NotFound(id) => self.on_not_found(&message.sender, &id),
+            Body::NameQuery { text, node, limit } => {
+                self.answer_names(&message.sender, &text, node.as_deref(), limit)
+            }
+            Body::NameAnswer { part, parts, hits } => {
+                self.on_name_answer(&message.sender, part, parts, hits)
+            }
         }
     }
 

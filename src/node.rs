@@ -52,6 +52,7 @@ impl Service for NodeService {
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("health"), None, ..) => "/api/node/health",
             (Some("status"), None, ..) => "/api/node/status",
+            (Some("search"), None, ..) => "/api/node/search",
             (Some("resources"), None, ..) => "/api/node/resources",
             (Some("resources"), Some("find"), None, _) => "/api/node/resources/find",
             (Some("resources"), Some(_), None, _) => "/api/node/resources/{id}",
@@ -141,6 +142,13 @@ impl NodeService {
             ["status"] => {
                 request.expect(Method::Get)?;
                 Ok(Reply::data(200, "status", &self.status()))
+            }
+            ["search"] => {
+                request.expect(Method::Get)?;
+                // Checked here too, so a bad one is this node's 400, not a relayed one.
+                crate::supernode::NameQuery::from_request(request)?;
+                let found = self.upstream.search_names(request.query)?;
+                Ok(Reply::data(200, "node_resource_location", &found))
             }
             ["resources"] => {
                 request.expect(Method::Get)?;

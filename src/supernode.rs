@@ -2,6 +2,7 @@
 //! the other supernodes over multicast for what it does not have.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -209,6 +210,50 @@ struct Located<F = FileInfo> {
 
 const ENTITY: &str = "node_resource_location";
 
+/// The parameters of a name search, checked.
+pub struct NameQuery {
+    pub text: String,
+    pub node: Option<String>,
+    pub limit: usize,
+}
+
+/// The longest text a name search takes (its datagram must stay under 512 bytes).
+pub const MAX_NAME_QUERY: usize = 200;
+/// The most results a name search returns.
+pub const MAX_NAME_RESULTS: usize = 1000;
+
+impl NameQuery {
+    pub fn from_request(request: &Request) -> Result<NameQuery, ApiError> {
+        let text = request.query_param("file_name").unwrap_or_default();
+        if text.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "file_name must hold some text to look for".into(),
+            ));
+        }
+        let node = request.query_param("node_name").filter(|n| !n.is_empty());
+        for (what, value) in [("file_name", Some(&text)), ("node_name", node.as_ref())] {
+            if value.is_some_and(|v| v.chars().count() > MAX_NAME_QUERY) {
+                return Err(ApiError::BadRequest(format!(
+                    "{what} is longer than {MAX_NAME_QUERY} characters"
+                )));
+            }
+        }
+        let limit = match request.query_param("limit") {
+            None => 100,
+            Some(limit) => limit
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_NAME_RESULTS).contains(l))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "limit must be a number from 1 to {MAX_NAME_RESULTS}"
+                    ))
+                })?,
+        };
+        Ok(NameQuery { text, node, limit })
+    }
+}
+
 /// `GET /api/supernode/status`: the supernode's page reads it every few seconds.
 #[derive(Serialize)]
 struct Status {
@@ -262,6 +307,9 @@ impl SupernodeService {
         let segments = request.segments("supernode", "node")?;
         match (&segments[..], request.method) {
             (["register"], Method::Post) => self.register(request),
+            (["search"], Method::Get) if request.query_param("file_name").is_some() => {
+                self.search_names(request)
+            }
             (["search"], Method::Get) => self.search_many(request),
             (["search", id], Method::Get) => {
                 let started = Instant::now();
@@ -499,6 +547,52 @@ impl SupernodeService {
             );
         }
         error
+    }
+
+    /// `GET /api/supernode/search?file_name=<text>[&node_name=<n>][&limit=<k>]`: the own
+    /// index's matches and the group's, merged by id with every location.
+    fn search_names(&self, request: &Request) -> Result<Reply, ApiError> {
+        let query = NameQuery::from_request(request)?;
+        let node = query.node.as_deref();
+        let local = self.read_index().find_names(&query.text, node, query.limit);
+        let remote = self
+            .multicast
+            .search_names(&query.text, node, query.limit as u32);
+        let mut found: Vec<Located> = Vec::new();
+        let mut at: HashMap<ResourceId, usize> = HashMap::new();
+        let hits = local
+            .into_iter()
+            .flat_map(|m| {
+                let name = m.name;
+                let id = m.id;
+                m.locations
+                    .into_iter()
+                    .map(move |location| (id, name.clone(), location))
+            })
+            .chain(remote.into_iter().map(|h| (h.id, h.name, h.location)));
+        for (id, name, location) in hits {
+            match at.get(&id) {
+                Some(&i) => {
+                    let file = &mut found[i].file;
+                    if !file.locations.contains(&location) {
+                        file.locations.push(location);
+                    }
+                }
+                None if found.len() < query.limit => {
+                    at.insert(id, found.len());
+                    found.push(Located {
+                        id,
+                        file: FileInfo {
+                            name: Some(name),
+                            location: location.clone(),
+                            locations: vec![location],
+                        },
+                    });
+                }
+                None => {}
+            }
+        }
+        Ok(Reply::data(200, ENTITY, &found))
     }
 
     fn search_many(&self, request: &Request) -> Result<Reply, ApiError> {

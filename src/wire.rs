@@ -5,6 +5,8 @@
 //! | `20` | resource id | query: who has it?              |
 //! | `21` | `host:port` | answer: a node there has it     |
 //! | `22` | resource id | answer: not in my index         |
+//! | `23` | `<limit>/<node>/<text>` | query: which names contain the text? |
+//! | `24` | `<part>/<parts>/<id>,<location>,<name>/...` | answer: part of the matches |
 //!
 //! The seed's supernodes split on `;` and need exactly three fields, so the tag that correlates
 //! a query with its answers rides inside the sender field, split by `/`:
@@ -95,6 +97,65 @@ pub enum Body {
     Found(String),
     /// `22`: not in my index. The id is kept as text: a legacy peer may echo anything.
     NotFound(String),
+    /// `23`: which resources have a name containing `text` (of the node named `node`, when
+    /// given)? At most `limit` from each answerer. The seed's supernodes ignore the code.
+    NameQuery {
+        text: String,
+        node: Option<String>,
+        limit: u32,
+    },
+    /// `24`: part `part` (from 1) of `parts` of an answer to a `23`; a peer with no match
+    /// sends one empty part.
+    NameAnswer {
+        part: u16,
+        parts: u16,
+        hits: Vec<NameHit>,
+    },
+}
+
+/// One match of a name query: who holds which id under which name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameHit {
+    pub id: ResourceId,
+    pub location: String,
+    pub name: String,
+}
+
+/// Writes `text` with the bytes that separate fields and entries (`;` `/` `,` `%`) and the
+/// control characters as `%XX`; everything else (any UTF-8) as it is.
+pub fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            ';' | '/' | ',' | '%' | '\u{0}'..='\u{1f}' | '\u{7f}' => {
+                out.push_str(&format!("%{:02X}", c as u32));
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let [byte] = crate::id::decode_hex::<1>(bytes.get(i + 1..i + 3)?)?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One `24` entry as written: `<id>,<location>,<escaped name>`.
+pub fn hit_text(hit: &NameHit) -> String {
+    let mut out = format!("{},{},", hit.id, hit.location);
+    escape_into(&mut out, &hit.name);
+    out
 }
 
 /// A datagram's signature under the cluster key, at the end of its sender field: when it was
@@ -182,6 +243,21 @@ impl Message {
             Body::Query(id) => write!(out, ";20;{id}"),
             Body::Found(location) => write!(out, ";21;{location}"),
             Body::NotFound(id) => write!(out, ";22;{id}"),
+            Body::NameQuery { text, node, limit } => {
+                let _ = write!(out, ";23;{limit}/");
+                escape_into(&mut out, node.as_deref().unwrap_or_default());
+                out.push('/');
+                escape_into(&mut out, text);
+                Ok(())
+            }
+            Body::NameAnswer { part, parts, hits } => {
+                let _ = write!(out, ";24;{part}/{parts}");
+                for hit in hits {
+                    out.push('/');
+                    out.push_str(&hit_text(hit));
+                }
+                Ok(())
+            }
         };
         out
     }
@@ -241,10 +317,52 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
             Body::Found(payload.to_string())
         }
         "22" => Body::NotFound(payload.to_ascii_lowercase()),
+        "23" => parse_name_query(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed name query {:?}", truncate(payload, 80)))
+        })?,
+        "24" => parse_name_answer(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed name answer {:?}", truncate(payload, 80)))
+        })?,
         other => return Err(WireError::UnknownCode(truncate(other, 16).to_string())),
     };
     let (sender, seal) = Sender::parse_sealed(sender);
     Ok(Message { sender, body, seal })
+}
+
+fn parse_name_query(payload: &str) -> Option<Body> {
+    let mut fields = payload.splitn(3, '/');
+    let limit = fields.next()?.parse().ok()?;
+    let node = unescape(fields.next()?)?;
+    let text = unescape(fields.next()?)?;
+    (!text.is_empty()).then_some(Body::NameQuery {
+        text,
+        node: (!node.is_empty()).then_some(node),
+        limit,
+    })
+}
+
+fn parse_name_answer(payload: &str) -> Option<Body> {
+    let mut fields = payload.split('/');
+    let part: u16 = fields.next()?.parse().ok()?;
+    let parts: u16 = fields.next()?.parse().ok()?;
+    if part == 0 || part > parts {
+        return None;
+    }
+    let hits = fields
+        .map(|entry| {
+            let mut items = entry.splitn(3, ',');
+            let id = ResourceId::parse(items.next()?)?;
+            let location = items.next()?;
+            check_location(location).ok()?;
+            let name = unescape(items.next()?)?;
+            Some(NameHit {
+                id,
+                location: location.to_string(),
+                name,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Body::NameAnswer { part, parts, hits })
 }
 
 /// Checks a `host:port` location: a host of letters, digits, `.`, `-`, `_` (or an IPv6
@@ -347,6 +465,73 @@ mod tests {
             (plain.sender, plain.seal),
             (Sender::Plain("a/b/c/d".into()), None)
         );
+    }
+
+    #[test]
+    fn name_queries_and_answers_round_trip_whatever_the_names_hold() {
+        let reply = Sender::Reply {
+            from: "peer".into(),
+            to: "me".into(),
+            tag: 9,
+        };
+        let messages = [
+            Message::new(
+                Sender::Query {
+                    from: "me".into(),
+                    tag: 9,
+                },
+                Body::NameQuery {
+                    text: "a;b/c,d%e\u{1}é".into(),
+                    node: Some("node/1".into()),
+                    limit: 100,
+                },
+            ),
+            Message::new(
+                reply.clone(),
+                Body::NameAnswer {
+                    part: 2,
+                    parts: 3,
+                    hits: vec![
+                        NameHit {
+                            id: id(),
+                            location: "127.0.0.1:8000".into(),
+                            name: "x;y/z, 100% ü.txt".into(),
+                        },
+                        NameHit {
+                            id: id(),
+                            location: "[::1]:9".into(),
+                            name: String::new(),
+                        },
+                    ],
+                },
+            ),
+            Message::new(
+                reply,
+                Body::NameAnswer {
+                    part: 1,
+                    parts: 1,
+                    hits: vec![],
+                },
+            ),
+        ];
+        for message in messages {
+            let bytes = message.encode();
+            assert_eq!(bytes.iter().filter(|&&b| b == b';').count(), 2, "{message}");
+            assert_eq!(parse(&bytes).unwrap(), message);
+        }
+        for bad in [
+            "x/1;23;",
+            "x/1;23;10//",
+            "x/1;23;z/a/b",
+            "x/1/2;24;0/1",
+            "x/1/2;24;2/1",
+            "x/1/2;24;1/1/nothex,h:1,n",
+            "x/1/2;24;1/1/{ID},not a location,n",
+            "x/1;23;1/%zz/t",
+        ] {
+            let bad = bad.replace("{ID}", ID);
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,241 @@
+//! SPEC section 9, finding by name: `GET /api/supernode/search?file_name=` over the own index
+//! and the group's (new codes `23`/`24`, each datagram under 512 bytes), merged by id; the
+//! node's `/api/node/search` asks its supernode.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+fn search(proc: &Proc, query: &str) -> Vec<Value> {
+    let answer = proc.get(&format!("/api/supernode/search?{query}"));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let body = answer.json();
+    assert_eq!(body["entity"], "node_resource_location");
+    body["data"].as_array().unwrap().clone()
+}
+
+fn names(found: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = found
+        .iter()
+        .map(|f| f["file"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn names_are_found_in_the_own_index_and_the_groups() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    // Longer than a datagram can carry (a path of three long folders).
+    let part = "very long name ".repeat(12);
+    let long = format!("{part}/{part}/{part}.bin");
+    let shared = b"the same bytes at both nodes\n";
+    let here = Folder::with(&[
+        ("Report 2024.pdf", b"a report\n"),
+        ("notes;v2.txt", b"notes with a semicolon\n"),
+        ("copy-a.txt", shared),
+    ]);
+    let there = Folder::with(&[
+        ("report-final.PDF", b"the final report\n"),
+        ("relatório été.txt", b"summer\n"),
+        (long.as_str(), b"a long name\n"),
+        ("copy-b.txt", shared),
+    ]);
+    let node1 = Launch::node("node1", &here.path, &[&s1.url()]).start();
+    let node2 = Launch::node("node2", &there.path, &[&s2.url()]).start();
+    wait_registered(&s1, &[&node1]);
+    wait_registered(&s2, &[&node2]);
+
+    // Case-insensitive, local and remote, each with its holder.
+    let reports = search(&s1, "file_name=REPORT");
+    assert_eq!(names(&reports), ["Report 2024.pdf", "report-final.PDF"]);
+    for found in &reports {
+        let want = if found["file"]["name"] == "Report 2024.pdf" {
+            node1.location()
+        } else {
+            node2.location()
+        };
+        assert_eq!(found["file"]["location"], want);
+        assert_eq!(found["file"]["locations"], serde_json::json!([want]));
+    }
+    // Anything a name may hold, through the wire and back.
+    assert_eq!(
+        names(&search(&s2, &format!("file_name={}", encode(";v2")))),
+        ["notes;v2.txt"]
+    );
+    assert_eq!(
+        names(&search(&s1, &format!("file_name={}", encode("ÉTÉ")))),
+        ["relatório été.txt"]
+    );
+    // A name too long for a datagram comes cut, with its id and holder right.
+    let long_found = search(&s1, "file_name=very%20long");
+    assert_eq!(long_found.len(), 1);
+    let cut = long_found[0]["file"]["name"].as_str().unwrap();
+    assert!(
+        cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')),
+        "{cut}"
+    );
+    assert_eq!(long_found[0]["id"], sha256(b"a long name\n"));
+    // The same content at both nodes: one result, both locations.
+    let copies = search(&s1, "file_name=copy-");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let mut locations: Vec<String> = copies[0]["file"]["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    locations.sort();
+    let mut want = vec![node1.location(), node2.location()];
+    want.sort();
+    assert_eq!(locations, want);
+    // One node only; a limit.
+    assert_eq!(
+        names(&search(
+            &s1,
+            &format!("file_name=.&node_name={}", node2.location())
+        ))
+        .len(),
+        4
+    );
+    assert_eq!(search(&s1, "file_name=.&limit=2").len(), 2);
+    assert!(search(&s1, "file_name=nothing-is-called-this").is_empty());
+
+    // The node asks its supernode.
+    let answer = node1.get("/api/node/search?file_name=final");
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        names(answer.json()["data"].as_array().unwrap()),
+        ["report-final.PDF"]
+    );
+
+    // Bad requests, at both roles.
+    for query in [
+        "file_name=".to_string(),
+        "file_name=%20%20".to_string(),
+        format!("file_name={}", "x".repeat(201)),
+        "file_name=a&limit=0".to_string(),
+        "file_name=a&limit=1001".to_string(),
+        "file_name=a&limit=many".to_string(),
+    ] {
+        s1.get(&format!("/api/supernode/search?{query}"))
+            .assert_error(400);
+        node1
+            .get(&format!("/api/node/search?{query}"))
+            .assert_error(400);
+    }
+}
+
+#[test]
+fn ten_thousand_matches_keep_the_limit_and_small_datagrams() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    // 10,000 resources whose names all match, registered at s2 for a made-up node.
+    let resources: Vec<Value> = (0..10_000)
+        .map(|n| {
+            serde_json::json!({"id": sha256(format!("match {n}").as_bytes()),
+                               "name": format!("match {n:05} ; with, some/separators % é.txt")})
+        })
+        .collect();
+    let body =
+        serde_json::json!({"name": "many", "location": "127.0.0.1:9", "resources": resources});
+    assert_eq!(
+        s2.post("/api/supernode/register", body.to_string().as_bytes())
+            .status,
+        204
+    );
+    let listener = Peer::join(&group);
+    let started = Instant::now();
+    let found = search(&s1, "file_name=MATCH&limit=1000");
+    assert_eq!(found.len(), 1000);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "waited {:?}: every part came, the time-out was not needed",
+        started.elapsed()
+    );
+    assert!(found.iter().all(|f| {
+        f["file"]["location"] == "127.0.0.1:9"
+            && f["file"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with(" ; with, some/separators % é.txt")
+    }));
+    assert_eq!(search(&s1, "file_name=match").len(), 100);
+    // Every answer datagram was under 512 bytes, in three fields.
+    let mut answers = 0;
+    while let Some(datagram) = listener.receive(Duration::from_millis(300), |d| d.contains(";24;"))
+    {
+        answers += 1;
+        assert!(datagram.len() < 512, "{} bytes: {datagram}", datagram.len());
+        assert_eq!(datagram.matches(';').count(), 2, "{datagram}");
+    }
+    assert!(answers > 100, "{answers} answer datagrams");
+}
+
+#[test]
+fn a_seed_supernode_in_the_group_ignores_name_queries() {
+    let group = group();
+    // Three members: s1, s2 and the seed's (which never answers a 23).
+    let s1 = Launch::supernode("s1", &group, 3).start();
+    let s2 = Launch::supernode("s2", &group, 3).start();
+    let seed = Peer::join(&group);
+    let there = Folder::with(&[("wanted.txt", b"wanted\n")]);
+    let node = Launch::node("node", &there.path, &[&s2.url()]).start();
+    wait_registered(&s2, &[&node]);
+    let started = Instant::now();
+    let found = search(&s1, "file_name=wanted");
+    // What came by the time-out (1.5 s): s2's match.
+    assert_eq!(names(&found), ["wanted.txt"]);
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    // The query the seed saw splits into its three fields, and is not one it acts on.
+    let query = seed
+        .receive(Duration::from_secs(1), |d| d.contains(";23;"))
+        .expect("the name query on the group");
+    let fields: Vec<&str> = query.split(';').collect();
+    assert_eq!(fields.len(), 3);
+    assert_ne!(fields[1], "20");
+}
+
+#[test]
+fn a_keyed_group_finds_names_too() {
+    let group = group();
+    let key = "the-names-test-cluster-key-0123456789";
+    let s1 = Launch::supernode("s1", &group, 2)
+        .env("CLUSTER_KEY", key)
+        .start();
+    let s2 = Launch::supernode("s2", &group, 2)
+        .env("CLUSTER_KEY", key)
+        .start();
+    let there = Folder::with(&[("keyed.txt", b"behind a key\n")]);
+    let node = Launch::node("node", &there.path, &[&s2.url()])
+        .env("CLUSTER_KEY", key)
+        .start();
+    wait_registered(&s2, &[&node]);
+    assert_eq!(names(&search(&s1, "file_name=keyed")), ["keyed.txt"]);
+    // An unsigned name answer from a stranger is dropped.
+    let stranger = Peer::join(&group);
+    stranger.send(b"someone/me/1;24;1/1");
+    s1.wait_log("unsigned under the cluster key", Duration::from_secs(5));
+}
