@@ -710,7 +710,48 @@ m6_m7_m10_million() {
         row 6 "local search, 1,000,000 indexed resources vs 15" "-" "-" "-" ">= 0.9" "ERROR"
     fi
     unpin d a
+    name_search_row
     stop d
+}
+
+# 14: a name search that matches one resource among 1,000,000 (supernode d, alone in its
+# group: no group to ask) against the same kind of search among 15 (supernode n, alone too),
+# sequential, medians. The names are the bench tool's: file-<node>-<n>.bin.
+name_search_row() {
+    local big=$LOGS/paths-names-million.txt small=$LOGS/paths-names-15.txt i out m=() s=() wrong=0
+    for ((i = 0; i < 200; i++)); do
+        echo "/api/supernode/search?file_name=file-$((i % 10))-$(((i * 7919) % 100000)).bin"
+    done >"$big"
+    for ((i = 0; i < 15; i++)); do
+        echo "/api/supernode/search?file_name=FILE-0-$i.BIN"
+    done >"$small"
+    mapfile -t envs < <(super_env 9 1)
+    start n supernode "$BIN" 27019 "${envs[@]}" || return 1
+    if ! timeout 60 "$TOOL" register --addr "$HOST:${PORT[n]}" --seed 1 --nodes 1 --per 15 \
+        --port-base 27831 >/dev/null 2>&1; then
+        stop n
+        return 1
+    fi
+    for ((i = 0; i < RUNS; i++)); do
+        out=$(timeout 120 "$TOOL" latency --addr "$HOST:${PORT[d]}" --paths "$big" --n 300 \
+            --contains '"name":"file-' 2>&1 | tail -n 1)
+        say "name search, 1,000,000 entries: $out"
+        m+=("$(kv median_us "$out")")
+        wrong=$((wrong + $(kvn wrong "$out") + $(kvn errors "$out")))
+        out=$(timeout 120 "$TOOL" latency --addr "$HOST:${PORT[n]}" --paths "$small" --n 300 \
+            --contains '"name":"file-' 2>&1 | tail -n 1)
+        say "name search, 15 entries: $out"
+        s+=("$(kv median_us "$out")")
+        wrong=$((wrong + $(kvn wrong "$out") + $(kvn errors "$out")))
+    done
+    stop n
+    local mm sm
+    mm=$(median "${m[@]}")
+    sm=$(median "${s[@]}")
+    is_num "$mm" && is_num "$sm" || return 1
+    row 14 "name search matching 1 of 1,000,000 indexed resources, sequential, median" \
+        "$(fmt "$(calc "$mm / 1000")" 2) ms" "15 entries: $(fmt "$(calc "$sm / 1000")" 2) ms" \
+        "$(calc "$mm / 5000")" "< 5 ms" "$(verdict "$mm < 5000 && $wrong == 0")"
 }
 
 # Supernode h: where the real nodes register (its own group, alone in it).
