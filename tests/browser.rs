@@ -163,6 +163,14 @@ impl Browser {
         );
     }
 
+    fn clear(&self, element: &str) {
+        self.session_call(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        );
+    }
+
     fn type_in(&self, element: &str, text: &str) {
         self.session_call(
             "POST",
@@ -310,6 +318,16 @@ fn the_pages_search_download_and_list_in_a_real_browser() {
         browser.type_in(input, &wanted);
         browser.click(&browser.all("#go")[0]);
         browser.wait_for("#results a.holder", |text| text.contains(&node2.location()));
+        // By name: any part of it, in any case.
+        browser.clear(input);
+        browser.type_in(input, "REPORT");
+        browser.click(&browser.all("#go")[0]);
+        browser.wait_for("#results p", |text| text.contains("report.pdf"));
+        let holder = browser.wait_for("#results a.holder", |text| text == node2.location());
+        assert_eq!(
+            browser.attribute(&holder, "href"),
+            format!("{}/api/node/resources/{wanted}/content", node2.url())
+        );
         browser.screenshot(&shots.join("supernode.png"));
         // s2 lists node2.
         browser.go(&format!("{}/", s2.url()));

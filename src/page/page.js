@@ -1,4 +1,4 @@
-// superpeer's page: reads /api/<role>/status every 5 s and searches by id. Every value from
+// superpeer's page: reads /api/<role>/status every 5 s and searches by id or by name. Every value from
 // the network is written as text (never as HTML), and links are built from checked parts.
 "use strict";
 
@@ -123,15 +123,36 @@ function link(className, href, text) {
   return el("a", { className, href, textContent: text });
 }
 
+// A name search: every match with a link through this instance (a node) and to each holder.
+async function searchNames(text) {
+  const url = role === "supernode" ? "/api/supernode/search" : "/api/node/search";
+  const { status, body } = await getJSON(`${url}?file_name=${encodeURIComponent(text)}`);
+  if (status !== 200) {
+    return [el("p", { className: "missing", textContent: body?.description || `HTTP ${status}` })];
+  }
+  if (!body.data.length) return [el("p", { className: "missing", textContent: `no name contains “${text}”` })];
+  const rows = body.data.map((found) => {
+    const links = (found.file.locations || [found.file.location])
+      .map((location) => link("holder", contentUrl(found.id, location), location));
+    if (role === "node") links.unshift(link("via-node", contentUrl(found.id), "here"));
+    return el("p", {}, el("span", { className: "found", textContent: found.file.name }), " ",
+      el("span", { className: "id muted", textContent: found.id.slice(0, 12) + "…" }), " · download: ",
+      ...links.flatMap((a, i) => (i ? [", ", a] : [a])));
+  });
+  return [el("p", { className: "muted", textContent: `${body.data.length} match(es)` }), ...rows];
+}
+
 async function search(event) {
   event.preventDefault();
   const out = $("#results");
-  const id = $("#q").value.trim().toLowerCase();
+  const text = $("#q").value.trim();
+  const id = text.toLowerCase();
+  if (!text) return;
+  out.replaceChildren(el("p", { className: "muted", textContent: "searching…" }));
   if (!ID.test(id)) {
-    out.replaceChildren(el("p", { className: "bad", textContent: "An id is 64 hex characters (the file's SHA-256)." }));
+    out.replaceChildren(...await searchNames(text));
     return;
   }
-  out.replaceChildren(el("p", { className: "muted", textContent: "searching…" }));
   const lines = [];
   if (role === "supernode") {
     const { status, body } = await getJSON(`/api/supernode/search/${id}`);
