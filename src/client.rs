@@ -113,7 +113,16 @@ impl Upstream {
 
     /// Where `id` is, according to the supernodes.
     pub fn search(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError> {
-        let (status, body) = self.get(&format!("/search/{id}"))?;
+        self.search_at(&format!("/search/{id}"))
+    }
+
+    /// Every holder of `id` the whole group knows (`?all=true`).
+    pub fn search_all(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError> {
+        self.search_at(&format!("/search/{id}?all=true"))
+    }
+
+    fn search_at(&self, path: &str) -> Result<Option<FileInfo>, ApiError> {
+        let (status, body) = self.get(path)?;
         match status {
             200 => parse_answer::<SearchEntry>(&body).map(|entry| Some(entry.file.into())),
             404 => Ok(None),

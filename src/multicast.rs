@@ -83,10 +83,20 @@ struct PendingNames {
     done: ReplyTx<()>,
 }
 
+/// A search for every holder, waiting for every expected peer's `26`.
+struct PendingAll {
+    id: ResourceId,
+    expected: usize,
+    answered: Vec<String>,
+    locations: Vec<String>,
+    done: ReplyTx<()>,
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Pending>,
     names: HashMap<u64, PendingNames>,
+    all: HashMap<u64, PendingAll>,
     /// Peers heard from lately: when, and from which address (counted as the expected
     /// answerers when the group size is unknown; shown on the supernode's page).
     peers: HashMap<String, (Instant, SocketAddr)>,
@@ -171,6 +181,11 @@ impl Multicast {
         self.search_many(&[id]).pop().unwrap_or(Outcome::NotFound)
     }
 
+    /// Every holder of `id` the other supernodes know: see [`Inner::search_all`].
+    pub fn search_all(&self, id: ResourceId) -> Vec<String> {
+        self.inner.search_all(id)
+    }
+
     /// Asks the group for the resources whose name contains `text`: see [`Inner::search_names`].
     pub fn search_names(&self, text: &str, node: Option<&str>, limit: u32) -> Vec<NameHit> {
         self.inner.search_names(text, node, limit)
@@ -229,6 +244,8 @@ fn kind_of(body: &Body) -> &'static str {
         Body::Query(_) => "query",
         Body::Found(_) => "found",
         Body::NotFound(_) => "not_found",
+        Body::AllQuery(_) => "all_query",
+        Body::AllFound { .. } => "all_found",
         Body::NameQuery { .. } => "name_query",
         Body::NameAnswer { .. } => "name_answer",
     }
@@ -291,6 +308,102 @@ impl Inner {
             tag,
         };
         self.send(Message::new(sender, Body::Query(id)), None);
+    }
+
+    /// Asks the group for every holder of `id` and waits for every expected peer's answer,
+    /// or the time-out: the locations that came by then.
+    fn search_all(&self, id: ResourceId) -> Vec<String> {
+        if self.group_size == 1 {
+            return Vec::new();
+        }
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (done, finished) = bounded(1);
+        {
+            let mut state = self.state();
+            let expected = self.expected_peers(&state, Instant::now());
+            if expected == 0 {
+                return Vec::new();
+            }
+            state.all.insert(
+                tag,
+                PendingAll {
+                    id,
+                    expected,
+                    answered: Vec::new(),
+                    locations: Vec::new(),
+                    done,
+                },
+            );
+        }
+        let sender = Sender::Query {
+            from: self.me.clone(),
+            tag,
+        };
+        self.send(Message::new(sender, Body::AllQuery(id)), None);
+        let _ = finished.recv_timeout(self.timeout);
+        self.state()
+            .all
+            .remove(&tag)
+            .map(|pending| pending.locations)
+            .unwrap_or_default()
+    }
+
+    /// Answers a `25` with every location here that holds the id, as many as one datagram
+    /// carries.
+    fn answer_all(&self, asker: &Sender, id: ResourceId) {
+        let Sender::Query { from, tag } = asker else {
+            return;
+        };
+        let held = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lookup(&id)
+            .map(|file| file.locations)
+            .unwrap_or_default();
+        let sender = Sender::Reply {
+            from: self.me.clone(),
+            to: from.clone(),
+            tag: *tag,
+        };
+        let mut room = MAX_DATAGRAM - sender.to_string().len() - SEAL_ROOM - ";26;".len() - 64;
+        let locations = held
+            .into_iter()
+            .take_while(|location| {
+                let fits = location.len() < room;
+                room = room.saturating_sub(location.len() + 1);
+                fits
+            })
+            .collect();
+        self.send(Message::new(sender, Body::AllFound { id, locations }), None);
+    }
+
+    fn on_all_found(&self, sender: &Sender, id: ResourceId, locations: Vec<String>) {
+        let Sender::Reply { from, to, tag } = sender else {
+            return;
+        };
+        if *to != self.me {
+            return;
+        }
+        let mut state = self.state();
+        let Some(pending) = state.all.get_mut(tag) else {
+            return;
+        };
+        if pending.id != id
+            || pending.answered.contains(from)
+            || pending.answered.len() >= MAX_PEERS
+        {
+            return;
+        }
+        pending.answered.push(from.clone());
+        for location in locations {
+            if !pending.locations.contains(&location) && pending.locations.len() < MAX_PEERS {
+                pending.locations.push(location);
+            }
+        }
+        if pending.answered.len() >= pending.expected {
+            let _ = pending.done.try_send(());
+        }
     }
 
     /// Asks the group which resources have a name containing `text`, and collects the
@@ -600,6 +713,8 @@ impl Inner {
             Body::Query(id) => self.answer(&message.sender, id),
             Body::Found(location) => self.on_found(&message.sender, location),
             Body::NotFound(id) => self.on_not_found(&message.sender, &id),
+            Body::AllQuery(id) => self.answer_all(&message.sender, id),
+            Body::AllFound { id, locations } => self.on_all_found(&message.sender, id, locations),
             Body::NameQuery { text, node, limit } => {
                 self.answer_names(&message.sender, &text, node.as_deref(), limit)
             }

@@ -34,6 +34,8 @@ pub struct NodeService {
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
     changed_files: Throttle,
     metrics: Metrics,
+    /// For the holders' health checks before a redirect.
+    holders: ureq::Agent,
     started: std::time::Instant,
     /// The name and location it registers under, known once it listens.
     identity: std::sync::OnceLock<(String, String)>,
@@ -63,6 +65,9 @@ impl Service for NodeService {
         }
     }
 }
+
+/// How long a holder's health check before a redirect may take.
+const HOLDER_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /api/node/status`: the node's page reads it every few seconds.
 #[derive(Serialize)]
@@ -105,6 +110,7 @@ impl NodeService {
             max_ids,
             changed_files: Throttle::new(Duration::from_secs(10)),
             metrics: Metrics::new(false),
+            holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
         }
@@ -173,6 +179,22 @@ impl NodeService {
         }
     }
 
+    /// The first of `locations` (at most 8 tried) whose node answers its health check.
+    fn answering(&self, locations: &[String]) -> Option<String> {
+        locations
+            .iter()
+            .filter(|location| crate::wire::check_location(location).is_ok())
+            .take(8)
+            .find(|location| {
+                let url = format!("http://{location}/api/node/health");
+                self.holders
+                    .get(&url)
+                    .call()
+                    .is_ok_and(|response| response.status().is_success())
+            })
+            .cloned()
+    }
+
     /// `GET /api/node/status`: what the page shows.
     fn status(&self) -> NodeStatus {
         let catalog = self.catalog();
@@ -199,10 +221,25 @@ impl NodeService {
         if let Some(resource) = self.catalog().get(&id) {
             return Ok(Reply::data(200, "resource", &resource.info()));
         }
-        let info = self
+        let mut info = self
             .upstream
             .search(id)?
             .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
+        // Sent to a holder that answers: the first that does, else one of every holder the
+        // group knows.
+        let holder = match self.answering(&info.locations) {
+            Some(holder) => holder,
+            None => {
+                let every = self.upstream.search_all(id)?.map(|all| all.locations);
+                self.answering(&every.unwrap_or_default()).ok_or_else(|| {
+                    ApiError::Unavailable(format!(
+                        "no holder of {id} answers ({}); retry later",
+                        info.locations.join(", ")
+                    ))
+                })?
+            }
+        };
+        info.location = holder;
         // The location goes into a Location header: only a plain host:port may.
         crate::wire::check_location(&info.location).map_err(|e| {
             ApiError::Unavailable(format!("the supernode's answer for {id} is unusable: {e}"))

@@ -311,6 +311,11 @@ impl SupernodeService {
                 self.search_names(request)
             }
             (["search"], Method::Get) => self.search_many(request),
+            (["search", id], Method::Get)
+                if request.query_param("all").as_deref() == Some("true") =>
+            {
+                self.every_holder(parse_id(id)?)
+            }
             (["search", id], Method::Get) => {
                 let started = Instant::now();
                 let id = parse_id(id)?;
@@ -547,6 +552,29 @@ impl SupernodeService {
             );
         }
         error
+    }
+
+    /// `GET /api/supernode/search/<id>?all=true`: the own holders and every other
+    /// supernode's, once each other peer answered (or the time-out).
+    fn every_holder(&self, id: ResourceId) -> Result<Reply, ApiError> {
+        let local = self.read_index().lookup(&id);
+        let mut file = local.unwrap_or(FileInfo {
+            name: None,
+            location: String::new(),
+            locations: Vec::new(),
+        });
+        for location in self.multicast.search_all(id) {
+            if !file.locations.contains(&location) {
+                file.locations.push(location);
+            }
+        }
+        match file.locations.first() {
+            Some(first) => {
+                file.location = first.clone();
+                Ok(Reply::data(200, ENTITY, &Located { id, file }))
+            }
+            None => Err(ApiError::NotFound(format!("resource {id} not found"))),
+        }
     }
 
     /// `GET /api/supernode/search?file_name=<text>[&node_name=<n>][&limit=<k>]`: the own

@@ -7,6 +7,8 @@
 //! | `22` | resource id | answer: not in my index         |
 //! | `23` | `<limit>/<node>/<text>` | query: which names contain the text? |
 //! | `24` | `<part>/<parts>/<id>,<location>,<name>/...` | answer: part of the matches |
+//! | `25` | resource id | query: every holder you know? |
+//! | `26` | `<id>/<location>/...` | answer: every holder here (none: just the id) |
 //!
 //! The seed's supernodes split on `;` and need exactly three fields, so the tag that correlates
 //! a query with its answers rides inside the sender field, split by `/`:
@@ -103,6 +105,13 @@ pub enum Body {
         text: String,
         node: Option<String>,
         limit: u32,
+    },
+    /// `25`: every holder of this resource you know? (The seed's supernodes ignore it.)
+    AllQuery(ResourceId),
+    /// `26`: the answer to a `25`: every location here that holds `id` (maybe none).
+    AllFound {
+        id: ResourceId,
+        locations: Vec<String>,
     },
     /// `24`: part `part` (from 1) of `parts` of an answer to a `23`; a peer with no match
     /// sends one empty part.
@@ -243,6 +252,15 @@ impl Message {
             Body::Query(id) => write!(out, ";20;{id}"),
             Body::Found(location) => write!(out, ";21;{location}"),
             Body::NotFound(id) => write!(out, ";22;{id}"),
+            Body::AllQuery(id) => write!(out, ";25;{id}"),
+            Body::AllFound { id, locations } => {
+                let _ = write!(out, ";26;{id}");
+                for location in locations {
+                    out.push('/');
+                    out.push_str(location);
+                }
+                Ok(())
+            }
             Body::NameQuery { text, node, limit } => {
                 let _ = write!(out, ";23;{limit}/");
                 escape_into(&mut out, node.as_deref().unwrap_or_default());
@@ -317,6 +335,12 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
             Body::Found(payload.to_string())
         }
         "22" => Body::NotFound(payload.to_ascii_lowercase()),
+        "25" => Body::AllQuery(ResourceId::parse(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed id {:?}", truncate(payload, 80)))
+        })?),
+        "26" => parse_all_found(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed holders {:?}", truncate(payload, 80)))
+        })?,
         "23" => parse_name_query(payload).ok_or_else(|| {
             WireError::BadPayload(format!("malformed name query {:?}", truncate(payload, 80)))
         })?,
@@ -327,6 +351,15 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
     };
     let (sender, seal) = Sender::parse_sealed(sender);
     Ok(Message { sender, body, seal })
+}
+
+fn parse_all_found(payload: &str) -> Option<Body> {
+    let mut fields = payload.split('/');
+    let id = ResourceId::parse(fields.next()?)?;
+    let locations = fields
+        .map(|location| check_location(location).ok().map(|()| location.to_string()))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Body::AllFound { id, locations })
 }
 
 fn parse_name_query(payload: &str) -> Option<Body> {
