@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod get;
 pub mod http;
 pub mod id;
 pub mod index;

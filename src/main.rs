@@ -7,19 +7,29 @@ use superpeer::{Config, Role, Settings, config, logging};
 
 const USAGE: &str = "usage: superpeer [supernode|node] [--config NAME|PATH]
        superpeer sign [--config NAME|PATH] METHOD PATH [BODY]
+       superpeer get ID|NAME [--via URL] [-o FILE]
 
 Runs a supernode or a node of the superpeer network. Without a role, IS_SUPERNODE decides.
 --config node1 reads config/node1.env; a value with '/' or ending in .env is a path.
 Every key can also come from the environment, which wins over the file (see README.md).
 
 `sign` prints the header that signs a request with the cluster key (CLUSTER_KEY or
-CLUSTER_KEY_FILE), for curl:  curl -H \"$(superpeer sign GET /api/supernode/xxx)\" URL";
+CLUSTER_KEY_FILE), for curl:  curl -H \"$(superpeer sign GET /api/supernode/xxx)\" URL
+
+`get` finds a resource by its id, or by a part of its name only one resource has, through a
+node or supernode (--via, default http://127.0.0.1:5000), downloads it from a holder (the
+next one if that fails, resuming FILE.part), and keeps it as FILE (default: its name) only
+once its SHA-256 is the id.";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "sign") {
         args.remove(0);
         return sign(args);
+    }
+    if args.first().is_some_and(|a| a == "get") {
+        args.remove(0);
+        return get(args);
     }
     let mut role = None;
     let mut config_file = None;
@@ -92,6 +102,43 @@ fn sign(mut args: Vec<String>) -> ExitCode {
         superpeer::auth::sign_request(&keys, &method.to_ascii_uppercase(), target, body.as_bytes());
     println!("{}: {header}", superpeer::auth::AUTH_HEADER);
     ExitCode::SUCCESS
+}
+
+/// `superpeer get ID|NAME [--via URL] [-o FILE]`.
+fn get(args: Vec<String>) -> ExitCode {
+    let mut target = None;
+    let mut via = std::env::var("SUPERPEER_VIA").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
+    let mut output = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--via" => match args.next() {
+                Some(url) => via = url,
+                None => return fail("--via needs a URL"),
+            },
+            "-o" | "--output" => match args.next() {
+                Some(file) => output = Some(file.into()),
+                None => return fail("-o needs a file name"),
+            },
+            _ if target.is_none() && !arg.starts_with('-') => target = Some(arg),
+            other => return fail(&format!("get: unexpected {other:?}\n\n{USAGE}")),
+        }
+    }
+    let Some(target) = target else {
+        return fail(&format!("get needs an id or a name\n\n{USAGE}"));
+    };
+    let args = superpeer::get::GetArgs {
+        target,
+        via,
+        output,
+    };
+    match superpeer::get::run(&args) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(message: &str) -> ExitCode {
