@@ -265,6 +265,35 @@ step "an id nobody has, searched on supernode1" \
 http 404 1 "$S1/search/$ID_NOBODY"
 echo "   (answered in $ELAPSED_MS ms; the search time-out is 2000 ms)"
 
+step "a name search, asked of supernode1" \
+    "Any part of a name, in any case: supernode2 answers for node3's file over multicast."
+http 200 0 "$S1/search?file_name=RESOURCE_G7X"
+json_check "[f['file']['name'] for f in d['data']] == ['resource_g7XqMu'] and d['data'][0]['file']['location'] == '$HOST:8002'" \
+    "supernode1 should find resource_g7XqMu at node3 by a part of its name"
+
+step "a download cut half-way, resumed through another node" \
+    "The first half from node3 itself, then curl -C - asks node1 for the rest: its 302 keeps the range."
+size=$(wc -c <resources/node3/resource_g7XqMu)
+half=$((size / 2))
+url="http://$HOST:8002/api/node/resources/$ID_NODE3/content"
+echo "\$ curl -s -r 0-$((half - 1)) -o part $url"
+curl -s --max-time 10 -r "0-$((half - 1))" -o "$WORK/part" "$url" || fail "curl $url: no answer"
+url="$N1/resources/$ID_NODE3/content"
+echo "\$ curl -sL -C - -o part $url"
+result=$(curl -sL --max-time 10 -C - -o "$WORK/part" -w '%{http_code}' "$url") ||
+    fail "curl -C - $url: no answer"
+[[ "$result" == 206 ]] || fail "expected 206 for the rest of the file, got $result"
+digest=$(id_of "$WORK/part")
+echo "   $half of $size bytes first, the rest with HTTP $result; sha256 $digest"
+[[ "$digest" == "$ID_NODE3" ]] || fail "the resumed file's SHA-256 is not the id"
+
+step "superpeer get, by a part of the name, through node1" \
+    "The client subcommand: finds the holders, downloads, keeps the file only when it hashes to its id."
+echo "\$ superpeer get g7xq --via http://$HOST:8000 -o got"
+"$BIN" get g7xq --via "http://$HOST:8000" -o "$WORK/got" >/dev/null || fail "superpeer get failed"
+[[ "$(id_of "$WORK/got")" == "$ID_NODE3" ]] || fail "superpeer get kept a file that is not the id"
+echo "   saved; its SHA-256 is $ID_NODE3"
+
 step "the live nodes of supernode1" \
     "The nodes registered with supernode1 that answer its health checks."
 http 200 0 "$S1/alive"
