@@ -313,8 +313,35 @@ impl Inner {
     /// Asks the group for every holder of `id` and waits for every expected peer's answer,
     /// or the time-out: the locations that came by then.
     fn search_all(&self, id: ResourceId) -> Vec<String> {
+        self.ask_everyone(
+            Body::AllQuery(id),
+            |state, tag, expected, done| {
+                state.all.insert(
+                    tag,
+                    PendingAll {
+                        id,
+                        expected,
+                        answered: Vec::new(),
+                        locations: Vec::new(),
+                        done,
+                    },
+                );
+            },
+            |state, tag| state.all.remove(&tag).map(|pending| pending.locations),
+        )
+    }
+
+    /// Sends `body` as a tagged query that every peer answers, registered by `register`
+    /// (with its tag, the peers expected and the signal that they all answered), and waits
+    /// for that signal or the time-out; `take` removes what was gathered.
+    fn ask_everyone<T: Default>(
+        &self,
+        body: Body,
+        register: impl FnOnce(&mut State, u64, usize, ReplyTx<()>),
+        take: impl FnOnce(&mut State, u64) -> Option<T>,
+    ) -> T {
         if self.group_size == 1 {
-            return Vec::new();
+            return T::default();
         }
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (done, finished) = bounded(1);
@@ -322,30 +349,17 @@ impl Inner {
             let mut state = self.state();
             let expected = self.expected_peers(&state, Instant::now());
             if expected == 0 {
-                return Vec::new();
+                return T::default();
             }
-            state.all.insert(
-                tag,
-                PendingAll {
-                    id,
-                    expected,
-                    answered: Vec::new(),
-                    locations: Vec::new(),
-                    done,
-                },
-            );
+            register(&mut state, tag, expected, done);
         }
         let sender = Sender::Query {
             from: self.me.clone(),
             tag,
         };
-        self.send(Message::new(sender, Body::AllQuery(id)), None);
+        self.send(Message::new(sender, body), None);
         let _ = finished.recv_timeout(self.timeout);
-        self.state()
-            .all
-            .remove(&tag)
-            .map(|pending| pending.locations)
-            .unwrap_or_default()
+        take(&mut self.state(), tag).unwrap_or_default()
     }
 
     /// Answers a `25` with every location here that holds the id, as many as one datagram
@@ -410,44 +424,27 @@ impl Inner {
     /// answers until every expected peer has sent all its parts, or the time-out: what came
     /// by then (at most `limit` from each peer).
     fn search_names(&self, text: &str, node: Option<&str>, limit: u32) -> Vec<NameHit> {
-        if self.group_size == 1 {
-            return Vec::new();
-        }
-        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        let (done, finished) = bounded(1);
-        {
-            let mut state = self.state();
-            let expected = self.expected_peers(&state, Instant::now());
-            if expected == 0 {
-                return Vec::new();
-            }
-            state.names.insert(
-                tag,
-                PendingNames {
-                    expected,
-                    hits: Vec::new(),
-                    parts: HashMap::new(),
-                    complete: 0,
-                    done,
-                },
-            );
-        }
-        let sender = Sender::Query {
-            from: self.me.clone(),
-            tag,
-        };
         let body = Body::NameQuery {
             text: text.to_string(),
             node: node.map(str::to_string),
             limit,
         };
-        self.send(Message::new(sender, body), None);
-        let _ = finished.recv_timeout(self.timeout);
-        self.state()
-            .names
-            .remove(&tag)
-            .map(|pending| pending.hits)
-            .unwrap_or_default()
+        self.ask_everyone(
+            body,
+            |state, tag, expected, done| {
+                state.names.insert(
+                    tag,
+                    PendingNames {
+                        expected,
+                        hits: Vec::new(),
+                        parts: HashMap::new(),
+                        complete: 0,
+                        done,
+                    },
+                );
+            },
+            |state, tag| state.names.remove(&tag).map(|pending| pending.hits),
+        )
     }
 
     /// Answers a name query from the index, in as many datagrams as the matches need.

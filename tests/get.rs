@@ -31,14 +31,7 @@ fn get_finds_downloads_resumes_and_checks() {
     let content: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
     let id = sha256(&content);
     // At s2: first a holder that is gone, then a live one.
-    let gone = format!(
-        r#"{{"name":"gone","location":"127.0.0.1:{}","resources":[{{"id":"{id}","name":"x"}}]}}"#,
-        free_port()
-    );
-    assert_eq!(
-        s2.post("/api/supernode/register", gone.as_bytes()).status,
-        204
-    );
+    register_gone_holder(&s2, &id);
     let holding = Folder::with(&[
         ("data/report 2025.bin", &content),
         ("other.txt", b"other\n"),

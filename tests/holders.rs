@@ -53,14 +53,7 @@ fn a_node_redirects_to_a_holder_that_answers() {
     let content = b"one holder is gone, one is not\n";
     let id = sha256(content);
     // At s2, first a holder that is gone (nothing listens there), then a live one.
-    let gone = format!(
-        r#"{{"name":"gone","location":"127.0.0.1:{}","resources":[{{"id":"{id}","name":"f"}}]}}"#,
-        free_port()
-    );
-    assert_eq!(
-        s2.post("/api/supernode/register", gone.as_bytes()).status,
-        204
-    );
+    register_gone_holder(&s2, &id);
     let folder = Folder::with(&[("f", content)]);
     let live = Launch::node("live", &folder.path, &[&s2.url()]).start();
     let empty = Folder::with(&[]);

@@ -475,6 +475,21 @@ pub fn alive(supernode: &Proc) -> Vec<String> {
         .collect()
 }
 
+/// Registers at `supernode` a holder of `id` that is gone (nothing listens where it says it
+/// is, on 127.0.0.1), for tests of what happens past it.
+pub fn register_gone_holder(supernode: &Proc, id: &str) {
+    let gone = format!(
+        r#"{{"name":"gone","location":"127.0.0.1:{}","resources":[{{"id":"{id}","name":"x"}}]}}"#,
+        free_port()
+    );
+    assert_eq!(
+        supernode
+            .post("/api/supernode/register", gone.as_bytes())
+            .status,
+        204
+    );
+}
+
 /// Waits until `supernode` lists every one of `nodes` as registered.
 pub fn wait_registered(supernode: &Proc, nodes: &[&Proc]) {
     wait_until(
