@@ -50,9 +50,23 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
     register(registry, HistogramVec::new(opts, labels))
 }
 
+/// One thread's handles on the series of one route and status.
+struct Handles {
+    owner: usize,
+    route: &'static str,
+    status: u16,
+    requests: IntCounter,
+    seconds: Histogram,
+}
+
+/// Series a thread keeps handles on, at most (routes times the statuses they answer).
+const MAX_CACHED_SERIES: usize = 64;
+
 /// The HTTP layer's metrics, on both roles.
 #[derive(Clone)]
 pub struct HttpMetrics {
+    /// Who these metrics are, for the threads' caches of handles (an instance each).
+    owner: std::sync::Arc<()>,
     requests: IntCounterVec,
     seconds: HistogramVec,
     pub connections_open: IntGauge,
@@ -62,6 +76,7 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     fn new(registry: &Registry) -> HttpMetrics {
         HttpMetrics {
+            owner: std::sync::Arc::new(()),
             requests: counter_vec(
                 registry,
                 "superpeer_http_requests_total",
@@ -94,15 +109,41 @@ impl HttpMetrics {
     }
 
     /// One request answered on `route` with `status`, `took` from head to last byte.
-    pub fn answered(&self, route: &str, status: u16, took: Option<Duration>) {
-        let mut code = [0u8; 3];
-        let status = status_text(status, &mut code);
-        self.requests.with_label_values(&[route, status]).inc();
-        if let Some(took) = took {
-            self.seconds
-                .with_label_values(&[route])
-                .observe(took.as_secs_f64());
+    pub fn answered(&self, route: &'static str, status: u16, took: Option<Duration>) {
+        // Each thread keeps the handles it used: a request costs two atomic additions, not a
+        // hash, a lock and a reference count per series.
+        thread_local! {
+            static HANDLES: std::cell::RefCell<Vec<Handles>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let owner = std::sync::Arc::as_ptr(&self.owner) as usize;
+        HANDLES.with_borrow_mut(|handles| {
+            let found = handles.iter().position(|h| {
+                h.owner == owner && std::ptr::eq(h.route, route) && h.status == status
+            });
+            let at = match found {
+                Some(at) => at,
+                None => {
+                    if handles.len() >= MAX_CACHED_SERIES {
+                        handles.clear();
+                    }
+                    let mut code = [0u8; 3];
+                    let text = status_text(status, &mut code);
+                    handles.push(Handles {
+                        owner,
+                        route,
+                        status,
+                        requests: self.requests.with_label_values(&[route, text]),
+                        seconds: self.seconds.with_label_values(&[route]),
+                    });
+                    handles.len() - 1
+                }
+            };
+            let handle = &handles[at];
+            handle.requests.inc();
+            if let Some(took) = took {
+                handle.seconds.observe(took.as_secs_f64());
+            }
+        });
     }
 
     pub fn refused(&self, reason: &str) {

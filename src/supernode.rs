@@ -82,6 +82,13 @@ impl Service for SupernodeService {
         answer
     }
 
+    /// A search's time goes to the local or the remote histogram, as its handler said.
+    fn answered(&self, _request: &Request<'_>, _status: u16, took: Duration) {
+        if let Some(remote) = SEARCHED.take() {
+            self.supernode_metrics().search_took(remote, took);
+        }
+    }
+
     fn route_name(&self, request: &Request<'_>) -> &'static str {
         let Some(rest) = request.path.strip_prefix("/api/supernode/") else {
             return crate::page::route_name(request.path);
@@ -97,6 +104,12 @@ impl Service for SupernodeService {
             _ => "other",
         }
     }
+}
+
+thread_local! {
+    /// Set by a search's handler: `Some(true)` when it asked the group, `Some(false)` when the
+    /// index answered; taken in `answered`, on the same thread, with the request's time.
+    static SEARCHED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
 /// Which registration request `request` is, as the metrics count them.
@@ -317,7 +330,6 @@ impl SupernodeService {
                 self.every_holder(parse_id(id)?)
             }
             (["search", id], Method::Get) => {
-                let started = Instant::now();
                 let id = parse_id(id)?;
                 {
                     // The common case, answered from the index without copying anything.
@@ -325,9 +337,8 @@ impl SupernodeService {
                     if let Some(file) = index.view(&id) {
                         let reply = Reply::data(200, ENTITY, &Located { id, file });
                         drop(index);
-                        let metrics = self.supernode_metrics();
-                        metrics.searched(SearchOutcome::LocalHit);
-                        metrics.search_took(false, started.elapsed());
+                        self.supernode_metrics().searched(SearchOutcome::LocalHit);
+                        SEARCHED.set(Some(false));
                         return Ok(reply);
                     }
                 }
@@ -635,7 +646,6 @@ impl SupernodeService {
 
     /// Looks every id up in the index, then asks the group for the others, all at once.
     fn locate(&self, ids: &[ResourceId]) -> Vec<Option<FileInfo>> {
-        let started = Instant::now();
         let metrics = self.supernode_metrics();
         let mut found: Vec<Option<FileInfo>> = {
             let index = self.read_index();
@@ -650,13 +660,13 @@ impl SupernodeService {
         for _ in 0..ids.len() - missing.len() {
             metrics.searched(SearchOutcome::LocalHit);
         }
+        SEARCHED.set(Some(!missing.is_empty()));
         if missing.is_empty() {
-            metrics.search_took(false, started.elapsed());
             return found;
         }
+        let started = Instant::now();
         let outcomes = self.multicast.search_many(&missing);
         let elapsed = started.elapsed();
-        metrics.search_took(true, elapsed);
         let mut outcomes = missing.iter().zip(outcomes);
         for slot in found.iter_mut().filter(|f| f.is_none()) {
             let Some((id, outcome)) = outcomes.next() else {

@@ -407,6 +407,7 @@ fn one_request(
     );
     let took = started.elapsed();
     shared.metrics.answered(route, status, Some(took));
+    shared.handler.answered(&request, status, took);
     if log::log_enabled!(log::Level::Debug) {
         log::debug!(
             "http: {} {} {} -> {status} in {took:.1?}",
