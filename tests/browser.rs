@@ -24,6 +24,13 @@ struct Browser {
 
 impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A WebDriver command; `Err` with the driver's error when it fails (a stale element:
+    /// the page replaced it meanwhile).
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -34,15 +41,14 @@ impl Browser {
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or(json!({})).to_string()),
         };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut response = result.map_err(|e| e.to_string())?;
         let text = response.body_mut().read_to_string().unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {}",
-            value["value"]
-        );
-        value["value"].clone()
+        if response.status().is_success() {
+            Ok(value["value"].clone())
+        } else {
+            Err(value["value"].to_string())
+        }
     }
 
     fn open(port: u16, downloads: &Path, profile: &Path) -> Browser {
@@ -128,7 +134,13 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             for element in self.all(css) {
-                if want(&self.text(&element)) {
+                // An element the page replaced since it was listed is looked for again.
+                let text = self.try_call(
+                    "GET",
+                    &format!("/session/{}/element/{element}/text", self.session),
+                    None,
+                );
+                if text.is_ok_and(|t| want(t.as_str().unwrap_or_default())) {
                     return element;
                 }
             }
