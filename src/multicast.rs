@@ -210,6 +210,8 @@ impl Multicast {
 
 /// The most matches one supernode sends for one name query.
 const MAX_NAME_HITS: u32 = 1000;
+/// The least room a `24` must leave for its matches: an id, a long location and a name.
+const MIN_HIT_ROOM: usize = 200;
 /// Name answer datagrams sent back to back before a short pause.
 const ANSWER_BURST: usize = 32;
 /// Room for a seal in a datagram's sender field: `/<stamp, 16 hex>/<MAC, 32 hex>`.
@@ -224,8 +226,10 @@ fn pack_hits(hits: Vec<NameHit>, room: usize) -> Vec<Vec<NameHit>> {
         let mut len = wire::hit_text(&hit).len() + 1;
         while len > room && !hit.name.is_empty() {
             let mut cut = hit.name.trim_end_matches('…').to_string();
-            cut.pop();
-            hit.name = format!("{cut}…");
+            hit.name = match cut.pop() {
+                Some(_) => format!("{cut}…"),
+                None => String::new(),
+            };
             len = wire::hit_text(&hit).len() + 1;
         }
         if used + len > room {
@@ -380,7 +384,12 @@ impl Inner {
             to: from.clone(),
             tag: *tag,
         };
-        let mut room = MAX_DATAGRAM - sender.to_string().len() - SEAL_ROOM - ";26;".len() - 64;
+        // An asker's name is a UUID; one so long that nothing fits is not answered.
+        let Some(mut room) =
+            MAX_DATAGRAM.checked_sub(sender.to_string().len() + SEAL_ROOM + ";26;".len() + 64)
+        else {
+            return;
+        };
         let locations = held
             .into_iter()
             .take_while(|location| {
@@ -474,7 +483,14 @@ impl Inner {
         };
         // Room for the hits: what the sender field, the seal and the part numbers leave.
         let fixed = sender.to_string().len() + SEAL_ROOM + ";24;65535/65535".len();
-        let groups = pack_hits(hits, MAX_DATAGRAM - fixed);
+        // An asker's name is a UUID; one that leaves no room for a match is not answered.
+        let Some(room) = MAX_DATAGRAM
+            .checked_sub(fixed)
+            .filter(|room| *room >= MIN_HIT_ROOM)
+        else {
+            return;
+        };
+        let groups = pack_hits(hits, room);
         let parts = groups.len() as u16;
         for (i, hits) in groups.into_iter().enumerate() {
             if i > 0 && i % ANSWER_BURST == 0 {
@@ -816,5 +832,40 @@ impl Inner {
                 let _ = pending.reply.try_send(Outcome::NotFound);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(name: &str) -> NameHit {
+        NameHit {
+            id: ResourceId([1; 32]),
+            location: "127.0.0.1:8000".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn matches_are_packed_into_parts_that_fit() {
+        let room = MIN_HIT_ROOM;
+        let groups = pack_hits(
+            vec![hit("a"), hit(&"long ".repeat(100)), hit("…"), hit("b")],
+            room,
+        );
+        for group in &groups {
+            let used: usize = group.iter().map(|h| wire::hit_text(h).len() + 1).sum();
+            assert!(used <= room, "{used} > {room}");
+        }
+        let names: Vec<&str> = groups.iter().flatten().map(|h| h.name.as_str()).collect();
+        assert_eq!(names.len(), 4);
+        assert!(names[1].ends_with('…') && names[1].starts_with("long long"));
+        // A name that is nothing but the mark fits as it is; nothing loops.
+        assert_eq!(names[2], "…");
+        assert_eq!(pack_hits(Vec::new(), room), vec![Vec::new()]);
+        // Room for the id and location only: names go, the matches stay.
+        let tight = pack_hits(vec![hit("x".repeat(50).as_str())], 82);
+        assert_eq!(tight[0][0].name, "");
     }
 }

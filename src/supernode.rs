@@ -230,8 +230,9 @@ pub struct NameQuery {
     pub limit: usize,
 }
 
-/// The longest text a name search takes (its datagram must stay under 512 bytes).
-pub const MAX_NAME_QUERY: usize = 200;
+/// The longest text (and node name) a name search takes, in bytes as its datagram carries
+/// them: with both at most this, the query stays under 512 bytes with a seal.
+pub const MAX_NAME_QUERY: usize = 180;
 /// The most results a name search returns.
 pub const MAX_NAME_RESULTS: usize = 1000;
 
@@ -244,10 +245,14 @@ impl NameQuery {
             ));
         }
         let node = request.query_param("node_name").filter(|n| !n.is_empty());
+        // Measured as the query datagram carries it (escaped, UTF-8), which must stay under
+        // 512 bytes.
         for (what, value) in [("file_name", Some(&text)), ("node_name", node.as_ref())] {
-            if value.is_some_and(|v| v.chars().count() > MAX_NAME_QUERY) {
+            let mut escaped = String::new();
+            wire::escape_into(&mut escaped, value.map_or("", |v| v.as_str()));
+            if escaped.len() > MAX_NAME_QUERY {
                 return Err(ApiError::BadRequest(format!(
-                    "{what} is longer than {MAX_NAME_QUERY} characters"
+                    "{what} is longer than {MAX_NAME_QUERY} bytes (as UTF-8, with ; / , % and control characters counted as 3)"
                 )));
             }
         }

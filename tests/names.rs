@@ -134,7 +134,9 @@ fn names_are_found_in_the_own_index_and_the_groups() {
     for query in [
         "file_name=".to_string(),
         "file_name=%20%20".to_string(),
-        format!("file_name={}", "x".repeat(201)),
+        format!("file_name={}", "x".repeat(181)),
+        format!("file_name={}", encode(&"é".repeat(101))),
+        format!("file_name={}", encode(&";".repeat(67))),
         "file_name=a&limit=0".to_string(),
         "file_name=a&limit=1001".to_string(),
         "file_name=a&limit=many".to_string(),
@@ -238,4 +240,27 @@ fn a_keyed_group_finds_names_too() {
     let stranger = Peer::join(&group);
     stranger.send(b"someone/me/1;24;1/1");
     s1.wait_log("unsigned under the cluster key", Duration::from_secs(5));
+}
+
+#[test]
+fn a_query_from_a_name_too_long_to_answer_leaves_the_peer_answering() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    let there = Folder::with(&[("still.txt", b"still found\n")]);
+    let node = Launch::node("node", &there.path, &[&s2.url()]).start();
+    wait_registered(&s2, &[&node]);
+    // An asker's name that leaves no room under 512 bytes for any answer.
+    let stranger = Peer::join(&group);
+    let long = "n".repeat(420);
+    stranger.send(format!("{long}/1;23;10//still").as_bytes());
+    stranger.send(format!("{long}/2;25;{}", sha256(b"still found\n")).as_bytes());
+    // s2 answered nothing for them, and answers a real search as before.
+    assert_eq!(names(&search(&s1, "file_name=still")), ["still.txt"]);
+    assert!(
+        stranger
+            .receive(std::time::Duration::from_millis(300), |d| d
+                .contains(&format!("/{long}/")))
+            .is_none()
+    );
 }
