@@ -274,7 +274,9 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
     let part = PathBuf::from(format!("{}.part", output.display()));
     let mut progress = Progress {
         shown: std::io::stderr().is_terminal(),
-        last: Instant::now() - Duration::from_secs(1),
+        last: Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now),
         started: Instant::now(),
         label: output.display().to_string(),
     };
