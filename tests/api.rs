@@ -287,16 +287,9 @@ fn a_resource_held_by_two_nodes_lists_both_locations() {
     wait_registered(&supernode, &[&n1, &n2]);
 
     let answer = supernode.get(&format!("/api/supernode/search/{}", sha256(shared)));
-    let mut locations: Vec<String> = answer.json()["data"]["file"]["locations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect();
-    locations.sort();
     let mut expected = vec![n1.location(), n2.location()];
     expected.sort();
-    assert_eq!(locations, expected);
+    assert_eq!(sorted_locations(&answer.json()["data"]["file"]), expected);
 
     // One leaving removes its location only.
     n1.kill();

@@ -7,14 +7,7 @@ mod support;
 use support::*;
 
 fn locations(answer: &Resp) -> Vec<String> {
-    let mut found: Vec<String> = answer.json()["data"]["file"]["locations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect();
-    found.sort();
-    found
+    sorted_locations(&answer.json()["data"]["file"])
 }
 
 #[test]

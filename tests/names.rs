@@ -100,16 +100,9 @@ fn names_are_found_in_the_own_index_and_the_groups() {
     // The same content at both nodes: one result, both locations.
     let copies = search(&s1, "file_name=copy-");
     assert_eq!(copies.len(), 1, "{copies:?}");
-    let mut locations: Vec<String> = copies[0]["file"]["locations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect();
-    locations.sort();
     let mut want = vec![node1.location(), node2.location()];
     want.sort();
-    assert_eq!(locations, want);
+    assert_eq!(sorted_locations(&copies[0]["file"]), want);
     // One node only; a limit.
     assert_eq!(
         names(&search(

@@ -490,6 +490,18 @@ pub fn register_gone_holder(supernode: &Proc, id: &str) {
     );
 }
 
+/// The `locations` of a search answer's `file` (a `data` entry's), sorted.
+pub fn sorted_locations(file: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = file["locations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no locations in {file}"))
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
 /// Waits until `supernode` lists every one of `nodes` as registered.
 pub fn wait_registered(supernode: &Proc, nodes: &[&Proc]) {
     wait_until(
