@@ -10,15 +10,16 @@
 //! ```
 //!
 //! Every search has its own tag, and answers from our own kind echo it, so concurrent searches
-//! never take each other's answers. A legacy (untagged) `21` is used only when it can belong to
-//! one search alone; a legacy `22` carries the id and counts for every search of that id.
+//! never take each other's answers. A legacy (untagged) `21` names a holder but not the id:
+//! the holder is asked what it holds ([`legacy`]); a legacy `22` carries the id and counts for
+//! every search of that id.
 //! A search ends at the first `21`, at a `22` from every expected peer, or at its deadline;
 //! unanswered queries are sent again every `SEARCH_RETRY_MS` until then, so a lost datagram
 //! costs a retry, not the search.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
@@ -36,6 +37,8 @@ use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, MAX_DATAGRAM, Message, NameHit, Sender};
+
+mod legacy;
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
 /// with a `22`, which tells us who is alive: the expected answerers when
@@ -100,8 +103,8 @@ struct State {
     /// Peers heard from lately: when, and from which address (counted as the expected
     /// answerers when the group size is unknown; shown on the supernode's page).
     peers: HashMap<String, (Instant, SocketAddr)>,
-    /// When a legacy peer last sent an untagged query: its untagged answers are then ambiguous.
-    legacy_query_at: Option<Instant>,
+    /// The holders named by untagged answers, being asked what they hold.
+    checks: legacy::Checks,
 }
 
 struct Inner {
@@ -123,6 +126,8 @@ struct Inner {
     refused: [Throttle; SealError::COUNT],
     state: Mutex<State>,
     metrics: Arc<Metrics>,
+    /// Asks the holders that untagged answers name (within the search time-out).
+    checker: ureq::Agent,
 }
 
 /// A handle on the multicast service; clones share the one socket and thread.
@@ -163,6 +168,7 @@ impl Multicast {
             refused: std::array::from_fn(|_| Throttle::new(FAILURE_REPORT_PERIOD)),
             state: Mutex::new(State::default()),
             metrics,
+            checker: crate::client::agent(config.search_timeout),
         });
         let thread_inner = inner.clone();
         let thread = thread::Builder::new()
@@ -604,7 +610,7 @@ impl Inner {
             .collect()
     }
 
-    fn run(&self, shutdown: &Shutdown) {
+    fn run(self: &Arc<Self>, shutdown: &Shutdown) {
         let mut buffer = vec![0u8; 65536];
         let mut next_ping = Instant::now();
         log::info!(
@@ -668,7 +674,7 @@ impl Inner {
         self.query(PING_TAG, ResourceId([0; 32]));
     }
 
-    fn handle(&self, datagram: &[u8], from: SocketAddr) {
+    fn handle(self: &Arc<Self>, datagram: &[u8], from: SocketAddr) {
         let message = match wire::parse(datagram) {
             Ok(message) => message,
             Err(e) => {
@@ -750,10 +756,7 @@ impl Inner {
                 to: from.clone(),
                 tag: *tag,
             },
-            _ => {
-                self.state().legacy_query_at = Some(Instant::now());
-                Sender::Plain(self.me.clone())
-            }
+            _ => Sender::Plain(self.me.clone()),
         };
         let body = match holder {
             Some(location) => {
@@ -770,31 +773,74 @@ impl Inner {
         self.send(Message::new(sender, body), answered.as_ref());
     }
 
-    fn on_found(&self, sender: &Sender, location: String) {
-        let mut state = self.state();
+    fn on_found(self: &Arc<Self>, sender: &Sender, location: String) {
         let tag = match sender {
             Sender::Reply { to, tag, .. } if *to == self.me => *tag,
-            Sender::Plain(from) => {
-                // Untagged: usable only if it cannot be meant for anyone else.
-                let legacy_busy = state
-                    .legacy_query_at
-                    .is_some_and(|at| at.elapsed() < self.timeout);
-                let mut tags = state.pending.keys();
-                match (tags.next(), tags.next(), legacy_busy) {
-                    (Some(&tag), None, false) => tag,
-                    _ => {
-                        log::debug!(
-                            "multicast: untagged answer {location} from {} is ambiguous; ignored",
-                            from.escape_debug()
-                        );
-                        return;
-                    }
-                }
-            }
+            Sender::Plain(_) => return self.check_holder(location),
             _ => return,
         };
-        if let Some(pending) = state.pending.remove(&tag) {
+        if let Some(pending) = self.state().pending.remove(&tag) {
             let _ = pending.reply.try_send(Outcome::Found(location));
+        }
+    }
+
+    /// An untagged `21`: while any search waits, asks the holder it names what it holds, on a
+    /// thread of its own, and answers the waiting searches for those ids.
+    fn check_holder(self: &Arc<Self>, location: String) {
+        let Some(holder) = legacy::holder(&location, IpAddr::V4(self.interface)) else {
+            log::debug!("multicast: untagged answer {location:?} names no holder we may ask");
+            return;
+        };
+        {
+            let mut state = self.state();
+            if state.pending.is_empty() {
+                return;
+            }
+            match state.checks.named(holder) {
+                legacy::Next::Start => {}
+                legacy::Next::Joined => return,
+                legacy::Next::Busy => {
+                    log::debug!("multicast: untagged answer {holder} dropped: checks busy");
+                    return;
+                }
+            }
+        }
+        let inner = self.clone();
+        let started = thread::Builder::new()
+            .name("legacy-check".into())
+            .spawn(move || {
+                loop {
+                    let held = legacy::held(&inner.checker, holder);
+                    let mut state = inner.state();
+                    match held {
+                        Ok(held) => {
+                            let answered: Vec<u64> = state
+                                .pending
+                                .iter()
+                                .filter(|(_, pending)| held.contains(&pending.id))
+                                .map(|(&tag, _)| tag)
+                                .collect();
+                            for tag in answered {
+                                if let Some(pending) = state.pending.remove(&tag) {
+                                    log::debug!(
+                                        "multicast: untagged answer: {holder} holds {}",
+                                        pending.id
+                                    );
+                                    let _ =
+                                        pending.reply.try_send(Outcome::Found(holder.to_string()));
+                                }
+                            }
+                        }
+                        Err(e) => log::debug!("multicast: cannot ask {holder} what it holds: {e}"),
+                    }
+                    if !state.checks.ended(holder) {
+                        break;
+                    }
+                }
+            });
+        if started.is_err() {
+            let mut state = self.state();
+            while state.checks.ended(holder) {}
         }
     }
 

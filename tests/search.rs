@@ -221,13 +221,15 @@ fn seed_supernodes_are_answered_and_understood() {
     assert_eq!(negatives.len(), 2, "both supernodes say 22: {negatives:?}");
 
     // Our queries keep three fields too, and a seed's untagged answers are understood. In a
-    // group of its own, so that the fake seed is the only peer that answers.
+    // group of its own, so that the fake seed is the only peer that answers; the holder it
+    // names is a real node (the supernode asks it what it holds).
     let alone = group();
     let peer = Peer::join(&alone);
     let s3 = Launch::supernode("s3", &alone, 2)
         .env("SEARCH_TIMEOUT_MS", "5000")
         .start();
-    let asked = absent_id(8);
+    let (holder, _folder) = lone_node(b"held by the seed's node\n");
+    let asked = sha256(b"held by the seed's node\n");
     let search = std::thread::spawn({
         let url = format!("{}/api/supernode/search/{asked}", s3.url());
         move || get(&url)
@@ -238,10 +240,10 @@ fn seed_supernodes_are_answered_and_understood() {
         })
         .expect("the query");
     assert_eq!(fields(&query).len(), 3);
-    peer.send(b"seed-uuid;21;10.9.8.7:8001");
+    peer.send(format!("seed-uuid;21;{}", holder.location()).as_bytes());
     let answer = search.join().unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.json()["data"]["file"]["location"], "10.9.8.7:8001");
+    assert_eq!(answer.json()["data"]["file"]["location"], holder.location());
 
     // A seed's 22 for the id counts as that peer's no: the search ends long before its time-out.
     let asked = absent_id(9);
@@ -263,22 +265,92 @@ fn seed_supernodes_are_answered_and_understood() {
     );
 }
 
+/// A node that holds `content` and belongs to no live supernode: the holder a seed's untagged
+/// answer names.
+fn lone_node(content: &[u8]) -> (Proc, Folder) {
+    let folder = Folder::with(&[("held", content)]);
+    let nobody = format!("http://127.0.0.1:{}/api/supernode", free_port());
+    let node = Launch::node("holder", &folder.path, &[&nobody]).start();
+    (node, folder)
+}
+
+/// A seed supernode in the group, on a thread: every query gets an untagged answer, a `21`
+/// naming `holder` for `held` and a `22` for any other id, as the seed's supernodes answer.
+struct SeedSupernode {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl SeedSupernode {
+    fn join(group: &str, held: String, holder: String) -> SeedSupernode {
+        let peer = Peer::join(group);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some((datagram, _)) = peer.next() else {
+                        continue;
+                    };
+                    let text = String::from_utf8_lossy(&datagram).into_owned();
+                    let fields = fields(&text);
+                    if fields.len() != 3 || fields[1] != "20" {
+                        continue;
+                    }
+                    let answer = if fields[2] == held {
+                        format!("seed-uuid;21;{holder}")
+                    } else {
+                        format!("seed-uuid;22;{}", fields[2])
+                    };
+                    peer.send(answer.as_bytes());
+                    answered += 1;
+                }
+                answered
+            }
+        });
+        SeedSupernode {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops answering; returns how many queries it answered.
+    fn leave(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for SeedSupernode {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
-fn an_untagged_answer_is_not_used_while_several_searches_wait() {
+fn an_untagged_answer_goes_to_the_searches_whose_id_its_holder_holds() {
     let group = group();
     let s1 = Launch::supernode("s1", &group, 2)
-        .env("SEARCH_TIMEOUT_MS", "1500")
+        .env("SEARCH_TIMEOUT_MS", "3000")
         .start();
     let peer = Peer::join(&group);
-    let (a, b) = (absent_id(1), absent_id(2));
-    let searches: Vec<_> = [&a, &b]
+    let (holder, _folder) = lone_node(b"held, untagged\n");
+    let held = sha256(b"held, untagged\n");
+    let absent = absent_id(2);
+    let searches: Vec<_> = [&held, &absent]
         .into_iter()
         .map(|id| {
             let url = format!("{}/api/supernode/search/{id}", s1.url());
             std::thread::spawn(move || get(&url))
         })
         .collect();
-    // Once both queries are out, a seed-style answer arrives: whose is it? Nobody can know.
+    // Once both queries are out, seed-style answers arrive: whose are they? The datagrams
+    // cannot say; the holders can. One names an address off this machine, which a supernode
+    // on loopback does not ask (nor use); one names the real holder.
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let query = peer
@@ -290,9 +362,64 @@ fn an_untagged_answer_is_not_used_while_several_searches_wait() {
         }
     }
     peer.send(b"seed-uuid;21;10.0.0.1:8000");
+    peer.send(format!("seed-uuid;21;{}", holder.location()).as_bytes());
+    let started = Instant::now();
+    let mut searches = searches.into_iter();
+    let found = searches.next().unwrap().join().unwrap();
+    assert_eq!(found.status, 200);
+    assert_eq!(found.json()["data"]["file"]["location"], holder.location());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The absent id's search is not given the holder: it ends at its time-out.
+    searches.next().unwrap().join().unwrap().assert_error(404);
+}
+
+#[test]
+fn a_seed_supernode_under_concurrency_gets_every_search_right() {
+    // SPEC section 4 with a seed supernode in the group: 20 searches for the file its node
+    // holds and 20 for ids nobody has, all at once. Every answer of the seed is untagged.
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2)
+        .env("SEARCH_TIMEOUT_MS", "5000")
+        .start();
+    let (holder, _folder) = lone_node(b"the seed's node's file\n");
+    let held = sha256(b"the seed's node's file\n");
+    let seed = SeedSupernode::join(&group, held.clone(), holder.location());
+    let started = Instant::now();
+    let searches: Vec<_> = (0..40u32)
+        .map(|i| {
+            let id = if i % 2 == 0 {
+                held.clone()
+            } else {
+                absent_id(100 + i)
+            };
+            let url = format!("{}/api/supernode/search/{id}", s1.url());
+            std::thread::spawn(move || (i, get(&url)))
+        })
+        .collect();
+    let (mut found, mut not_found) = (0, 0);
     for search in searches {
-        search.join().unwrap().assert_error(404);
+        let (i, answer) = search.join().unwrap();
+        if i % 2 == 0 {
+            assert_eq!(answer.status, 200, "search {i}: {:?}", answer.json());
+            assert_eq!(answer.json()["data"]["file"]["location"], holder.location());
+            found += 1;
+        } else {
+            answer.assert_error(404);
+            not_found += 1;
+        }
     }
+    assert_eq!((found, not_found), (20, 20));
+    // The seed's 22s end the negative searches: nothing waited for the time-out.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(seed.leave() >= 40, "the seed answered every query");
 }
 
 #[test]
