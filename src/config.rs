@@ -223,6 +223,13 @@ pub struct SupernodeConfig {
     pub ttl: u32,
     /// `MULTICAST_GROUP_SIZE`: supernodes in the group, this one included; 0 = unknown.
     pub group_size: usize,
+    /// `UNICAST_PORT`: the port of the supernode's own socket, on the interface address, which
+    /// sends its datagrams and gets the answers to its queries. Unset: the group's port, or any
+    /// free port when another supernode on this address has that; 0: any free port.
+    pub unicast_port: Option<u16>,
+    /// `PEERS`: `host:port` of supernodes on other networks, where multicast does not reach;
+    /// every datagram for the group goes to each of them too, by unicast.
+    pub peers: Vec<String>,
     /// `SEARCH_TIMEOUT_MS`: the longest a remote search waits for answers.
     pub search_timeout: Duration,
     /// `SEARCH_RETRY_MS`: how often an unanswered query is sent again within the time-out.
@@ -377,6 +384,11 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         interface: settings.parse_or("MULTICAST_INTERFACE", default_interface)?,
         ttl: settings.number("MULTICAST_TTL", 1, 1, 255)?,
         group_size: settings.number("MULTICAST_GROUP_SIZE", 0, 0, 1024)?,
+        unicast_port: match settings.get("UNICAST_PORT") {
+            None => None,
+            Some(_) => Some(settings.number("UNICAST_PORT", 0, 0, u16::MAX)?),
+        },
+        peers: peers(settings)?,
         search_timeout: settings.millis("SEARCH_TIMEOUT_MS", 2000, 1, HOUR_MS)?,
         search_retry: settings.millis("SEARCH_RETRY_MS", 250, 0, HOUR_MS)?,
         liveness_period: settings.millis("LIVENESS_PERIOD_MS", 5000, 10, MAX_MS)?,
@@ -394,6 +406,40 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         log_summary: settings.millis("LOG_SUMMARY_MS", 60_000, 0, MAX_MS)?,
         http,
     })
+}
+
+/// The most supernodes `PEERS` may name.
+pub const MAX_PEERS: usize = 256;
+
+/// `PEERS`: a comma-separated list of `host:port` (names are resolved when used, and again
+/// periodically).
+fn peers(settings: &Settings) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = settings.get("PEERS") else {
+        return Ok(Vec::new());
+    };
+    let mut peers: Vec<String> = Vec::new();
+    for peer in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let port = peer.rsplit_once(':').and_then(|(host, port)| {
+            let port: u16 = port.parse().ok()?;
+            (!host.is_empty() && port != 0).then_some(port)
+        });
+        if port.is_none() {
+            return Err(ConfigError::new(
+                "PEERS",
+                format!("expected host:port, found {peer:?}"),
+            ));
+        }
+        if !peers.iter().any(|p| p == peer) {
+            peers.push(peer.to_string());
+        }
+    }
+    if peers.len() > MAX_PEERS {
+        return Err(ConfigError::new(
+            "PEERS",
+            format!("{} peers: at most {MAX_PEERS}", peers.len()),
+        ));
+    }
+    Ok(peers)
 }
 
 fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, ConfigError> {

@@ -203,6 +203,7 @@ pub struct SupernodeMetrics {
     pub index_locations: IntGauge,
     pub index_nodes: IntGauge,
     pub peers: IntGauge,
+    pub peers_silent: IntGauge,
 }
 
 impl SupernodeMetrics {
@@ -226,7 +227,7 @@ impl SupernodeMetrics {
             datagrams_sent: counter_vec(
                 registry,
                 "superpeer_datagrams_sent_total",
-                "Datagrams sent to the group, by kind (query, found, not_found)",
+                "Datagrams sent (to the group, to PEERS, or an answer to one supernode), by kind (query, found, not_found, ...)",
                 &["kind"],
             ),
             datagram_send_failures: counter(
@@ -237,7 +238,7 @@ impl SupernodeMetrics {
             datagrams_received: counter_vec(
                 registry,
                 "superpeer_datagrams_received_total",
-                "Datagrams taken from the group, by kind (query, found, not_found); the own ones looped back are not counted",
+                "Datagrams received (from the group, or on the supernode's own socket), by kind (query, found, not_found, ...); the own ones looped back are not counted",
                 &["kind"],
             ),
             datagrams_dropped: counter_vec(
@@ -279,6 +280,11 @@ impl SupernodeMetrics {
                 registry,
                 "superpeer_group_peers",
                 "Other supernodes heard from on the group within the last 16 s",
+            ),
+            peers_silent: gauge(
+                registry,
+                "superpeer_configured_peers_silent",
+                "PEERS entries that missed the last 3 pings: searches do not wait for them",
             ),
         }
     }

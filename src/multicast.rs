@@ -39,6 +39,7 @@ use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, MAX_DATAGRAM, Message, NameHit, Sender};
 
 mod legacy;
+mod peers;
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
 /// with a `22`, which tells us who is alive: the expected answerers when
@@ -108,7 +109,11 @@ struct State {
 }
 
 struct Inner {
+    /// The group's socket: hears the group.
     socket: UdpSocket,
+    /// The supernode's own socket (`UNICAST_PORT`): sends every datagram, and hears the
+    /// answers to its queries.
+    unicast: UdpSocket,
     me: String,
     group: SocketAddrV4,
     interface: Ipv4Addr,
@@ -128,6 +133,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Asks the holders that untagged answers name (within the search time-out).
     checker: ureq::Agent,
+    /// `PEERS`: asked by unicast whatever the group is asked.
+    peers: peers::Peers,
 }
 
 /// A handle on the multicast service; clones share the one socket and thread.
@@ -144,7 +151,7 @@ impl Multicast {
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
     ) -> Result<(Multicast, JoinHandle<()>), Error> {
-        let socket = open_socket(config.group, config.interface, config.ttl).map_err(|e| {
+        let socket = open_socket(config.group, config.interface).map_err(|e| {
             Error::io(
                 format!(
                     "cannot join multicast group {} on {}",
@@ -153,8 +160,19 @@ impl Multicast {
                 e,
             )
         })?;
+        let unicast = open_unicast(config).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot open the unicast socket on {}:{}",
+                    config.interface,
+                    config.unicast_port.unwrap_or(config.group.port())
+                ),
+                e,
+            )
+        })?;
         let inner = Arc::new(Inner {
             socket,
+            unicast,
             me: uuid::Uuid::new_v4().to_string(),
             group: config.group,
             interface: config.interface,
@@ -169,6 +187,7 @@ impl Multicast {
             state: Mutex::new(State::default()),
             metrics,
             checker: crate::client::agent(config.search_timeout),
+            peers: peers::Peers::new(&config.peers),
         });
         let thread_inner = inner.clone();
         let thread = thread::Builder::new()
@@ -261,20 +280,60 @@ fn kind_of(body: &Body) -> &'static str {
     }
 }
 
-fn open_socket(group: SocketAddrV4, interface: Ipv4Addr, ttl: u32) -> io::Result<UdpSocket> {
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// The group (answers to the seed's queries, which listen there).
+    Group,
+    /// The group and every `PEERS` entry: our queries.
+    Everyone,
+    /// One supernode's own socket: answers to its queries.
+    One(SocketAddr),
+}
+
+/// Whether a supernode on `interface` may send to `addr`: one on loopback only to loopback, so
+/// that no datagram (nor a check of a holder) leaves a cluster bound to 127.0.0.1.
+fn reachable(interface: Ipv4Addr, addr: IpAddr) -> bool {
+    !interface.is_loopback() || addr.is_loopback()
+}
+
+/// The supernode's own socket, on the interface address: exclusively its own (no port
+/// sharing), so what comes to it by unicast reaches it alone.
+fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
+    let open = |port: u16| -> io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket.bind(&SocketAddr::from((config.interface, port)).into())?;
+        Ok(socket)
+    };
+    // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
+    let socket = match config.unicast_port {
+        Some(port) => open(port)?,
+        // The group's port unless another supernode on this address has it already.
+        None => match open(config.group.port()) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => open(0)?,
+            result => result?,
+        },
+    };
+    if !config.interface.is_unspecified() {
+        socket.set_multicast_if_v4(&config.interface)?;
+    }
+    socket.set_multicast_ttl_v4(config.ttl)?;
+    // Several supernodes on one host must hear each other.
+    socket.set_multicast_loop_v4(true)?;
+    Ok(socket.into())
+}
+
+/// The group's socket: it only hears (every datagram leaves from the supernode's own socket).
+fn open_socket(group: SocketAddrV4, interface: Ipv4Addr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
     let _ = socket.set_recv_buffer_size(4 << 20);
     // Bound to the group address, the socket hears only this group, even if another group on
     // the same host uses the same port.
     socket.bind(&SocketAddr::V4(group).into())?;
     socket.join_multicast_v4(group.ip(), &interface)?;
-    socket.set_multicast_if_v4(&interface)?;
-    socket.set_multicast_ttl_v4(ttl)?;
-    // Several supernodes on one host must hear each other.
-    socket.set_multicast_loop_v4(true)?;
     Ok(socket.into())
 }
 
@@ -288,9 +347,9 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `message` to the group, sealed when there is a cluster key (`answered`: the id a
-    /// `21` answers, which its seal binds).
-    fn send(&self, mut message: Message, answered: Option<&ResourceId>) {
+    /// Sends `message` to the group or one peer, from the supernode's own socket, sealed when
+    /// there is a cluster key (`answered`: the id a `21` answers, which its seal binds).
+    fn send(&self, mut message: Message, answered: Option<&ResourceId>, to: To) {
         let bytes = match &self.seals {
             Some(seals) => seals.seal_encode(&mut message, answered),
             None => message.encode(),
@@ -298,15 +357,27 @@ impl Inner {
         if let Some(metrics) = self.count() {
             metrics.sent(kind_of(&message.body));
         }
-        if let Err(e) = self.socket.send_to(&bytes, self.group) {
+        let mut sent = match to {
+            To::Group | To::Everyone => self.unicast.send_to(&bytes, self.group).map(drop),
+            To::One(addr) => self.unicast.send_to(&bytes, addr).map(drop),
+        };
+        if let To::Everyone = to {
+            for peer in self.peers.addrs() {
+                sent = sent.and(self.unicast.send_to(&bytes, peer).map(drop));
+            }
+        }
+        if let Err(e) = sent {
             if let Some(metrics) = self.count() {
                 metrics.datagram_send_failures.inc();
             }
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
                 log::warn!(
-                    "multicast: {failed} send(s) to {} failed since the last report: {e}",
-                    self.group
+                    "multicast: {failed} send(s) failed since the last report (the last to {}): {e}",
+                    match to {
+                        To::Group | To::Everyone => SocketAddr::V4(self.group),
+                        To::One(addr) => addr,
+                    }
                 );
             }
         }
@@ -317,7 +388,7 @@ impl Inner {
             from: self.me.clone(),
             tag,
         };
-        self.send(Message::new(sender, Body::Query(id)), None);
+        self.send(Message::new(sender, Body::Query(id)), None, To::Everyone);
     }
 
     /// Asks the group for every holder of `id` and waits for every expected peer's answer,
@@ -367,14 +438,14 @@ impl Inner {
             from: self.me.clone(),
             tag,
         };
-        self.send(Message::new(sender, body), None);
+        self.send(Message::new(sender, body), None, To::Everyone);
         let _ = finished.recv_timeout(self.timeout);
         take(&mut self.state(), tag).unwrap_or_default()
     }
 
     /// Answers a `25` with every location here that holds the id, as many as one datagram
     /// carries.
-    fn answer_all(&self, asker: &Sender, id: ResourceId) {
+    fn answer_all(&self, asker: &Sender, id: ResourceId, to: To) {
         let Sender::Query { from, tag } = asker else {
             return;
         };
@@ -404,7 +475,11 @@ impl Inner {
                 fits
             })
             .collect();
-        self.send(Message::new(sender, Body::AllFound { id, locations }), None);
+        self.send(
+            Message::new(sender, Body::AllFound { id, locations }),
+            None,
+            to,
+        );
     }
 
     fn on_all_found(&self, sender: &Sender, id: ResourceId, locations: Vec<String>) {
@@ -463,7 +538,8 @@ impl Inner {
     }
 
     /// Answers a name query from the index, in as many datagrams as the matches need.
-    fn answer_names(&self, asker: &Sender, text: &str, node: Option<&str>, limit: u32) {
+    fn answer_names(&self, asker: &Sender, query: (&str, Option<&str>, u32), to: To) {
+        let (text, node, limit) = query;
         let Sender::Query { from, tag } = asker else {
             return; // untagged: nobody could put the parts together
         };
@@ -508,7 +584,7 @@ impl Inner {
                 parts,
                 hits,
             };
-            self.send(Message::new(sender.clone(), body), None);
+            self.send(Message::new(sender.clone(), body), None, to);
         }
     }
 
@@ -546,7 +622,8 @@ impl Inner {
     /// Peers expected to answer: the group size less this one, or the peers heard lately.
     fn expected_peers(&self, state: &State, now: Instant) -> usize {
         if self.group_size > 0 {
-            self.group_size - 1
+            // `PEERS` that stopped answering are not waited for.
+            (self.group_size - 1).saturating_sub(self.peers.silent())
         } else {
             state
                 .peers
@@ -567,6 +644,10 @@ impl Inner {
         {
             let mut state = self.state();
             let expected = self.expected_peers(&state, now);
+            if expected == 0 && self.group_size > 0 {
+                // Every other supernode is a `PEERS` entry that stopped answering.
+                return vec![Outcome::NotFound; ids.len()];
+            }
             for &id in ids {
                 let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
                 let (reply, answer) = bounded(1);
@@ -614,11 +695,36 @@ impl Inner {
         let mut buffer = vec![0u8; 65536];
         let mut next_ping = Instant::now();
         log::info!(
-            "multicast: joined {} on {} as {}",
+            "multicast: joined {} on {} as {}, own socket {}",
             self.group,
             self.interface,
-            self.me
+            self.me,
+            self.unicast
+                .local_addr()
+                .map_or("?".to_string(), |a| a.to_string())
         );
+        let unicast = thread::Builder::new().name("unicast".into()).spawn({
+            let inner = self.clone();
+            let shutdown = shutdown.clone();
+            move || inner.hear_unicast(&shutdown)
+        });
+        if let Err(e) = &unicast {
+            log::error!("multicast: cannot start the unicast thread: {e}");
+        }
+        if !self.peers.is_empty() {
+            // Resolved before the first ping, then again every minute on a thread of its own.
+            self.peers.resolve(self.interface);
+            let inner = self.clone();
+            let shutdown = shutdown.clone();
+            let resolver = thread::Builder::new().name("peers".into()).spawn(move || {
+                while !shutdown.sleep(peers::RESOLVE_PERIOD) {
+                    inner.peers.resolve(inner.interface);
+                }
+            });
+            if let Err(e) = resolver {
+                log::error!("peers: cannot start the resolver thread: {e}");
+            }
+        }
         while !shutdown.is_triggered() {
             let now = Instant::now();
             if self.group_size != 1 && now >= next_ping {
@@ -640,6 +746,28 @@ impl Inner {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
                 Err(e) => log::debug!("multicast: receive failed: {e}"),
+            }
+        }
+        if let Ok(unicast) = unicast {
+            let _ = unicast.join();
+        }
+    }
+
+    /// Hears the supernode's own socket: answers to its queries, and what `PEERS` send.
+    fn hear_unicast(self: &Arc<Self>, shutdown: &Shutdown) {
+        let mut buffer = vec![0u8; 65536];
+        if let Err(e) = self.unicast.set_read_timeout(Some(MAX_IDLE)) {
+            log::error!("multicast: cannot set the unicast read time-out: {e}");
+        }
+        while !shutdown.is_triggered() {
+            match self.unicast.recv_from(&mut buffer) {
+                Ok((len, from)) => self.handle(&buffer[..len], from),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => log::debug!("multicast: unicast receive failed: {e}"),
             }
         }
     }
@@ -671,6 +799,18 @@ impl Inner {
         self.state()
             .peers
             .retain(|_, (heard, _)| now - *heard < PEER_TTL);
+        if !self.peers.is_empty() {
+            let (now_silent, silent) = self.peers.ping_round();
+            for name in now_silent {
+                log::warn!(
+                    "peers: {name} has not answered {} pings; searches stop waiting for it until it answers",
+                    peers::SILENT_AFTER
+                );
+            }
+            if let Some(metrics) = self.count() {
+                metrics.peers_silent.set(silent as i64);
+            }
+        }
         self.query(PING_TAG, ResourceId([0; 32]));
     }
 
@@ -718,6 +858,12 @@ impl Inner {
         if let Some(metrics) = self.count() {
             metrics.received(kind_of(&message.body));
         }
+        if let Some(name) = self.peers.heard(from) {
+            log::info!("peers: {name} answers again");
+            if let Some(metrics) = self.count() {
+                metrics.peers_silent.set(self.peers.silent() as i64);
+            }
+        }
         {
             let mut state = self.state();
             if let Some(heard) = state.peers.get_mut(sender) {
@@ -728,14 +874,20 @@ impl Inner {
                     .insert(sender.to_string(), (Instant::now(), from));
             }
         }
+        // Our own kind's (tagged) queries are answered to the asker's socket, the seed's on the
+        // group, where they listen.
+        let to = match &message.sender {
+            Sender::Query { .. } if reachable(self.interface, from.ip()) => To::One(from),
+            _ => To::Group,
+        };
         match message.body {
-            Body::Query(id) => self.answer(&message.sender, id),
+            Body::Query(id) => self.answer(&message.sender, id, to),
             Body::Found(location) => self.on_found(&message.sender, location),
             Body::NotFound(id) => self.on_not_found(&message.sender, &id),
-            Body::AllQuery(id) => self.answer_all(&message.sender, id),
+            Body::AllQuery(id) => self.answer_all(&message.sender, id, to),
             Body::AllFound { id, locations } => self.on_all_found(&message.sender, id, locations),
             Body::NameQuery { text, node, limit } => {
-                self.answer_names(&message.sender, &text, node.as_deref(), limit)
+                self.answer_names(&message.sender, (&text, node.as_deref(), limit), to)
             }
             Body::NameAnswer { part, parts, hits } => {
                 self.on_name_answer(&message.sender, part, parts, hits)
@@ -744,7 +896,7 @@ impl Inner {
     }
 
     /// Answers a query from the index: one holder, or "not here".
-    fn answer(&self, asker: &Sender, id: ResourceId) {
+    fn answer(&self, asker: &Sender, id: ResourceId, to: To) {
         let holder = self
             .index
             .read()
@@ -770,7 +922,7 @@ impl Inner {
         };
         // A 21's seal binds the id it answers (its payload is a location); a 22 names its id.
         let answered = matches!(body, Body::Found(_)).then_some(id);
-        self.send(Message::new(sender, body), answered.as_ref());
+        self.send(Message::new(sender, body), answered.as_ref(), to);
     }
 
     fn on_found(self: &Arc<Self>, sender: &Sender, location: String) {
@@ -787,7 +939,7 @@ impl Inner {
     /// An untagged `21`: while any search waits, asks the holder it names what it holds, on a
     /// thread of its own, and answers the waiting searches for those ids.
     fn check_holder(self: &Arc<Self>, location: String) {
-        let Some(holder) = legacy::holder(&location, IpAddr::V4(self.interface)) else {
+        let Some(holder) = legacy::holder(&location, self.interface) else {
             log::debug!("multicast: untagged answer {location:?} names no holder we may ask");
             return;
         };

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use superpeer::auth::{self, ClusterKeys};
@@ -214,6 +215,8 @@ struct KeyedGroup {
     _folder: Folder,
     attacker: Peer,
     held: String,
+    /// s2's own socket, which answers queries by unicast.
+    s2_unicast: SocketAddr,
 }
 
 /// With `group_size` 3 (one more than there are), a negative search at s1 waits its whole
@@ -224,8 +227,10 @@ fn keyed_group(group_size: usize) -> KeyedGroup {
         .env("CLUSTER_KEY", KEY)
         .env("SEARCH_TIMEOUT_MS", "2000")
         .start();
+    let s2_port = free_port();
     let s2 = Launch::supernode("s2", &group, group_size)
         .env("CLUSTER_KEY", KEY)
+        .env("UNICAST_PORT", &s2_port.to_string())
         .start();
     let folder = Folder::with(&[("f", b"held by the keyed group\n")]);
     let node = Launch::node("node", &folder.path, &[&s2.url()])
@@ -240,6 +245,7 @@ fn keyed_group(group_size: usize) -> KeyedGroup {
         _folder: folder,
         attacker,
         held: sha256(b"held by the keyed group\n"),
+        s2_unicast: SocketAddr::from(([127, 0, 0, 1], s2_port)),
     }
 }
 
@@ -304,19 +310,27 @@ fn forged_answers_from_a_host_without_the_key_change_nothing() {
 
 #[test]
 fn a_captured_answer_replayed_or_moved_to_another_search_changes_nothing() {
-    use superpeer::wire::{self, Body, Sender};
+    use superpeer::wire::{self, Body, Message, Sender};
     let group = keyed_group(3);
     let s1 = &group.s1;
-    // Capture s2's signed answer to a search for the held file.
-    let captured = std::thread::scope(|scope| {
-        let search = scope.spawn(|| s1.get(&format!("/api/supernode/search/{}", group.held)));
-        let answer = group
-            .attacker
-            .receive(Duration::from_secs(5), |d| d.contains(";21;"))
-            .expect("s2's answer");
-        assert_eq!(search.join().unwrap().status, 200);
-        wire::parse(answer.as_bytes()).unwrap()
-    });
+    // A signed answer of s2's, as one on the path sees it: s2 answers by unicast to the asker,
+    // so the test asks s2 itself, with the key, from a socket of its own.
+    let spy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    spy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let held = superpeer::id::ResourceId::parse(&group.held).unwrap();
+    let mut query = Message::new(
+        Sender::Query {
+            from: "spy".into(),
+            tag: 7,
+        },
+        Body::Query(held),
+    );
+    let sealed = superpeer::auth::DatagramSeals::new(keys(KEY)).seal_encode(&mut query, None);
+    spy.send_to(&sealed, group.s2_unicast).unwrap();
+    let mut buffer = [0u8; 2048];
+    let (len, _) = spy.recv_from(&mut buffer).expect("s2's answer, by unicast");
+    let captured = wire::parse(&buffer[..len]).unwrap();
+    assert!(matches!(captured.body, Body::Found(_)), "{captured:?}");
     assert!(captured.seal.is_some());
     let absent = absent_id(8);
     std::thread::scope(|scope| {
@@ -325,10 +339,15 @@ fn a_captured_answer_replayed_or_moved_to_another_search_changes_nothing() {
         let Sender::Query { tag, .. } = query.sender else {
             panic!("not a tagged query")
         };
-        // The same datagram again, and moved to the new search's tag.
+        // The same datagram again, and moved to the new search: s1 as its addressee, and
+        // the search's tag.
+        let Sender::Query { from: s1_name, .. } = &query.sender else {
+            unreachable!()
+        };
         group.attacker.send(&captured.encode());
         let mut moved = captured.clone();
-        if let Sender::Reply { tag: t, .. } = &mut moved.sender {
+        if let Sender::Reply { to, tag: t, .. } = &mut moved.sender {
+            *to = s1_name.clone();
             *t = tag;
         }
         group.attacker.send(&moved.encode());

@@ -12,7 +12,7 @@
 //! cannot send it to an address off the machine.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
 
@@ -69,9 +69,9 @@ impl Checks {
 }
 
 /// The holder an untagged answer names, when a supernode on `interface` may ask it.
-pub(super) fn holder(location: &str, interface: IpAddr) -> Option<SocketAddr> {
+pub(super) fn holder(location: &str, interface: Ipv4Addr) -> Option<SocketAddr> {
     let addr: SocketAddr = location.parse().ok()?;
-    let allowed = !interface.is_loopback() || addr.ip().is_loopback();
+    let allowed = super::reachable(interface, addr.ip());
     (allowed && addr.port() != 0 && !addr.ip().is_unspecified()).then_some(addr)
 }
 
@@ -136,8 +136,8 @@ mod tests {
 
     #[test]
     fn a_supernode_on_loopback_asks_only_loopback_holders() {
-        let lo = IpAddr::from([127, 0, 0, 1]);
-        let lan = IpAddr::from([192, 168, 35, 10]);
+        let lo = Ipv4Addr::LOCALHOST;
+        let lan = Ipv4Addr::new(192, 168, 35, 10);
         assert!(holder("127.0.0.1:8001", lo).is_some());
         assert!(holder("10.0.0.1:8001", lo).is_none());
         assert!(holder("10.0.0.1:8001", lan).is_some());
