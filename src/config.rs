@@ -230,6 +230,9 @@ pub struct SupernodeConfig {
     /// `PEERS`: `host:port` of supernodes on other networks, where multicast does not reach;
     /// every datagram for the group goes to each of them too, by unicast.
     pub peers: Vec<String>,
+    /// `INDEX_DIGESTS`: keep a summary of the index for the other supernodes, and use theirs
+    /// to ask only those that may hold an id.
+    pub index_digests: bool,
     /// `SEARCH_TIMEOUT_MS`: the longest a remote search waits for answers.
     pub search_timeout: Duration,
     /// `SEARCH_RETRY_MS`: how often an unanswered query is sent again within the time-out.
@@ -389,6 +392,10 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
             Some(_) => Some(settings.number("UNICAST_PORT", 0, 0, u16::MAX)?),
         },
         peers: peers(settings)?,
+        index_digests: match settings.get("INDEX_DIGESTS") {
+            None => true,
+            Some(_) => settings.flag("INDEX_DIGESTS")?,
+        },
         search_timeout: settings.millis("SEARCH_TIMEOUT_MS", 2000, 1, HOUR_MS)?,
         search_retry: settings.millis("SEARCH_RETRY_MS", 250, 0, HOUR_MS)?,
         liveness_period: settings.millis("LIVENESS_PERIOD_MS", 5000, 10, MAX_MS)?,

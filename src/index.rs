@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::id::ResourceId;
 
 /// One node holding one resource: the node's slot, and where the node's names hold the name
@@ -250,6 +251,8 @@ pub struct Index {
     next_generation: u64,
     /// Holdings of every node together (a resource held by two nodes counts twice).
     holdings: usize,
+    /// The summary of the ids held, for the other supernodes ([`crate::digest`]).
+    digest: Digest,
 }
 
 impl Index {
@@ -294,6 +297,7 @@ impl Index {
             table,
             entries,
             free_entries,
+            digest,
             ..
         } = self;
         for (id, resource_name) in resources {
@@ -318,6 +322,7 @@ impl Index {
                     slot
                 }
                 None => {
+                    digest.add(&id);
                     let holding = holding();
                     let entry = Entry {
                         id,
@@ -346,6 +351,9 @@ impl Index {
         folded_starts.shrink_to_fit();
         self.holdings += items.len();
         self.next_generation += 1;
+        if self.digest.wants_rebuild() {
+            self.rebuild_digest();
+        }
         let location: Arc<str> = location.into();
         self.by_location.insert(location.clone(), node_slot);
         self.nodes[node_slot as usize] = Some(Node {
@@ -375,11 +383,37 @@ impl Index {
                     found.remove();
                 }
                 self.free_entries.push(slot);
+                self.digest.remove();
             }
         }
         self.free_nodes.push(node_slot);
         self.holdings -= node.items.len();
         Some(node.items.len())
+    }
+
+    /// The summary of the ids held.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Builds the summary again from the ids held now, in a new epoch. Due when the ids outgrow
+    /// it (checked at each registration) or many were removed ([`Index::maintain_digest`]).
+    fn rebuild_digest(&mut self) {
+        let count = self.table.len();
+        let entries = &self.entries;
+        self.digest = Digest::rebuilt(
+            self.table.iter().map(|&slot| &entries[slot as usize].id),
+            count,
+        );
+    }
+
+    /// Rebuilds the summary when removals have made it too loose; true when it did.
+    pub fn maintain_digest(&mut self) -> bool {
+        let due = self.digest.wants_rebuild();
+        if due {
+            self.rebuild_digest();
+        }
+        due
     }
 
     /// Holdings of every node together, and the registered nodes.

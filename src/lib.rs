@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod content;
+pub mod digest;
 pub mod error;
 pub mod get;
 pub mod http;

@@ -40,6 +40,9 @@ use crate::wire::{self, Body, MAX_DATAGRAM, Message, NameHit, Sender};
 
 mod legacy;
 mod peers;
+mod summaries;
+
+pub use summaries::SummaryHeld;
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
 /// with a `22`, which tells us who is alive: the expected answerers when
@@ -70,6 +73,8 @@ pub enum Outcome {
 /// A search waiting for answers.
 struct Pending {
     id: ResourceId,
+    /// Who is asked: the supernodes whose summaries may hold the id, or `None` for everyone.
+    targets: Option<Vec<SocketAddr>>,
     expected: usize,
     said_no: Vec<String>,
     reply: ReplyTx<Outcome>,
@@ -106,6 +111,8 @@ struct State {
     peers: HashMap<String, (Instant, SocketAddr)>,
     /// The holders named by untagged answers, being asked what they hold.
     checks: legacy::Checks,
+    /// The other supernodes' index summaries.
+    summaries: summaries::Summaries,
 }
 
 struct Inner {
@@ -135,6 +142,10 @@ struct Inner {
     checker: ureq::Agent,
     /// `PEERS`: asked by unicast whatever the group is asked.
     peers: peers::Peers,
+    /// `INDEX_DIGESTS`: summaries are announced, fetched and used to choose whom to ask.
+    digests: bool,
+    /// Where this supernode's API serves its summary (`host:port`), once it listens.
+    api: std::sync::OnceLock<String>,
 }
 
 /// A handle on the multicast service; clones share the one socket and thread.
@@ -188,6 +199,8 @@ impl Multicast {
             metrics,
             checker: crate::client::agent(config.search_timeout),
             peers: peers::Peers::new(&config.peers),
+            digests: config.index_digests,
+            api: std::sync::OnceLock::new(),
         });
         let thread_inner = inner.clone();
         let thread = thread::Builder::new()
@@ -195,6 +208,38 @@ impl Multicast {
             .spawn(move || thread_inner.run(&shutdown))
             .map_err(|e| Error::io("cannot start the multicast thread", e))?;
         Ok((Multicast { inner }, thread))
+    }
+
+    /// The API listens at `addr`: from now on the index's summary is announced, with where to
+    /// fetch it (the interface address when the API listens on every address).
+    pub fn serve_summaries_at(&self, addr: SocketAddr) {
+        let ip = match addr.ip() {
+            ip if !ip.is_unspecified() => ip,
+            _ if !self.inner.interface.is_unspecified() => IpAddr::V4(self.inner.interface),
+            _ => {
+                log::warn!(
+                    "summaries: the API listens on every address and MULTICAST_INTERFACE is not set: no summary is announced"
+                );
+                return;
+            }
+        };
+        if self.inner.digests {
+            let _ = self
+                .inner
+                .api
+                .set(SocketAddr::new(ip, addr.port()).to_string());
+            self.inner.announce();
+        }
+    }
+
+    /// The index grew: tells the other supernodes at once.
+    pub fn index_grew(&self) {
+        self.inner.announce();
+    }
+
+    /// What is held of each other supernode's summary.
+    pub fn summaries(&self) -> Vec<SummaryHeld> {
+        self.inner.state().summaries.held()
     }
 
     /// Asks the group for every id at once and waits for all of them, within one time-out.
@@ -277,6 +322,7 @@ fn kind_of(body: &Body) -> &'static str {
         Body::AllFound { .. } => "all_found",
         Body::NameQuery { .. } => "name_query",
         Body::NameAnswer { .. } => "name_answer",
+        Body::Digest { .. } => "digest",
     }
 }
 
@@ -383,12 +429,128 @@ impl Inner {
         }
     }
 
-    fn query(&self, tag: u64, id: ResourceId) {
+    fn query(&self, tag: u64, id: ResourceId, targets: Option<&[SocketAddr]>) {
         let sender = Sender::Query {
             from: self.me.clone(),
             tag,
         };
-        self.send(Message::new(sender, Body::Query(id)), None, To::Everyone);
+        let message = Message::new(sender, Body::Query(id));
+        match targets {
+            None => self.send(message, None, To::Everyone),
+            Some(targets) => {
+                for &target in targets {
+                    self.send(message.clone(), None, To::One(target));
+                }
+            }
+        }
+    }
+
+    /// Announces this supernode's summary version (when summaries are on and the API listens).
+    fn announce(&self) {
+        let Some(http) = self.api.get() else {
+            return;
+        };
+        let (epoch, version) = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            (index.digest().epoch(), index.digest().version())
+        };
+        let body = Body::Digest {
+            http: http.clone(),
+            epoch,
+            version,
+        };
+        // Sent as our queries are (a plain sender could not carry a seal unambiguously).
+        let sender = Sender::Query {
+            from: self.me.clone(),
+            tag: PING_TAG,
+        };
+        self.send(Message::new(sender, body), None, To::Everyone);
+    }
+
+    /// A peer's announcement: fetches its summary when what is held is older.
+    fn on_digest(self: &Arc<Self>, sender: &Sender, http: &str, announced: (u64, u64)) {
+        let Sender::Query { from: peer, .. } = sender else {
+            return;
+        };
+        let Some(http) = http
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|a| reachable(self.interface, a.ip()))
+        else {
+            return;
+        };
+        if !self.digests {
+            return;
+        }
+        let fetch = self
+            .state()
+            .summaries
+            .announced(peer, http, announced, MAX_PEERS);
+        if let Some(fetch) = fetch {
+            self.fetch_summary(fetch);
+        }
+    }
+
+    /// Fetches a peer's summary on a thread of its own, and the next one it needs after.
+    fn fetch_summary(self: &Arc<Self>, fetch: summaries::Fetch) {
+        let inner = self.clone();
+        let peer = fetch.peer.clone();
+        let started = thread::Builder::new()
+            .name("summary".into())
+            .spawn(move || {
+                let mut next = Some(fetch);
+                while let Some(fetch) = next {
+                    let bytes = inner
+                        .checker
+                        .get(&fetch.url)
+                        .call()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut response| match response.status().as_u16() {
+                            200 => response
+                                .body_mut()
+                                .with_config()
+                                .limit(summaries::MAX_SUMMARY)
+                                .read_to_vec()
+                                .map_err(|e| e.to_string()),
+                            status => Err(format!("status {status}")),
+                        });
+                    next = inner.state().summaries.fetched(&fetch.peer, bytes);
+                }
+            });
+        if started.is_err() {
+            self.state()
+                .summaries
+                .fetched(&peer, Err("no thread".into()));
+        }
+    }
+
+    /// Whom to ask for `id`: the supernodes whose summaries may hold it, when every supernode
+    /// expected to answer is known and has a fresh summary; `None` (everyone, as without
+    /// summaries) otherwise.
+    fn targets(&self, state: &State, id: &ResourceId, now: Instant) -> Option<Vec<SocketAddr>> {
+        if !self.digests {
+            return None;
+        }
+        let live: Vec<(&String, SocketAddr)> = state
+            .peers
+            .iter()
+            .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
+            .map(|(name, (_, addr))| (name, *addr))
+            .collect();
+        let expected = self.expected_peers(state, now);
+        if live.is_empty() || live.len() < expected {
+            // Someone expected is unknown (not heard yet, or a seed that never says who it is).
+            return None;
+        }
+        let mut ask = Vec::new();
+        for (name, addr) in live {
+            match state.summaries.may_hold(name, id) {
+                Some(false) => {}
+                Some(true) => ask.push(addr),
+                None => return None,
+            }
+        }
+        Some(ask)
     }
 
     /// Asks the group for every holder of `id` and waits for every expected peer's answer,
@@ -649,13 +811,22 @@ impl Inner {
                 return vec![Outcome::NotFound; ids.len()];
             }
             for &id in ids {
+                let targets = self.targets(&state, &id, now);
+                let expected = targets.as_ref().map_or(expected, Vec::len);
                 let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
                 let (reply, answer) = bounded(1);
+                if expected == 0 && targets.is_some() {
+                    // No summary may hold it: nobody else has it.
+                    let _ = reply.send(Outcome::NotFound);
+                    waits.push((tag, id, None, answer));
+                    continue;
+                }
                 let next_send = now + self.retry.max(Duration::from_millis(1));
                 state.pending.insert(
                     tag,
                     Pending {
                         id,
+                        targets: targets.clone(),
                         expected,
                         said_no: Vec::new(),
                         reply,
@@ -663,15 +834,17 @@ impl Inner {
                         next_send,
                     },
                 );
-                waits.push((tag, id, answer));
+                waits.push((tag, id, Some(targets), answer));
             }
         }
-        for (tag, id, _) in &waits {
-            self.query(*tag, *id);
+        for (tag, id, targets, _) in &waits {
+            if let Some(targets) = targets {
+                self.query(*tag, *id, targets.as_deref());
+            }
         }
         waits
             .into_iter()
-            .map(|(tag, _, answer)| match answer.recv_deadline(deadline) {
+            .map(|(tag, _, _, answer)| match answer.recv_deadline(deadline) {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     let pending = self.state().pending.remove(&tag);
@@ -783,14 +956,14 @@ impl Inner {
                     continue;
                 }
                 if pending.next_send <= now {
-                    due.push((tag, pending.id));
+                    due.push((tag, pending.id, pending.targets.clone()));
                     pending.next_send = now + self.retry;
                 }
                 next = next.min(pending.next_send - now);
             }
         }
-        for (tag, id) in due {
-            self.query(tag, id);
+        for (tag, id, targets) in due {
+            self.query(tag, id, targets.as_deref());
         }
         next
     }
@@ -811,7 +984,20 @@ impl Inner {
                 metrics.peers_silent.set(silent as i64);
             }
         }
-        self.query(PING_TAG, ResourceId([0; 32]));
+        self.query(PING_TAG, ResourceId([0; 32]), None);
+        if self.digests {
+            // Removals make the summary looser; rebuilt, it is a new epoch to fetch whole.
+            self.index
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .maintain_digest();
+            let mut state = self.state();
+            let State {
+                peers, summaries, ..
+            } = &mut *state;
+            summaries.retain(|peer| peers.contains_key(peer));
+        }
+        self.announce();
     }
 
     fn handle(self: &Arc<Self>, datagram: &[u8], from: SocketAddr) {
@@ -892,6 +1078,11 @@ impl Inner {
             Body::NameAnswer { part, parts, hits } => {
                 self.on_name_answer(&message.sender, part, parts, hits)
             }
+            Body::Digest {
+                http,
+                epoch,
+                version,
+            } => self.on_digest(&message.sender, &http, (epoch, version)),
         }
     }
 

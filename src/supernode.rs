@@ -100,6 +100,7 @@ impl Service for SupernodeService {
             "leave" => "/api/supernode/leave",
             "xxx" => "/api/supernode/xxx",
             "status" => "/api/supernode/status",
+            "digest" => "/api/supernode/digest",
             path if path.starts_with("search/") => "/api/supernode/search/{id}",
             _ => "other",
         }
@@ -280,6 +281,8 @@ struct Status {
     keyed: bool,
     up_seconds: u64,
     peers: Vec<PeerStatus>,
+    /// The other supernodes' index summaries held here.
+    summaries: Vec<SummaryStatus>,
     index: IndexSizes,
     nodes: Vec<crate::index::NodeStatus>,
     searches: SearchCounts,
@@ -292,6 +295,15 @@ struct PeerStatus {
     /// Where its last datagram came from.
     address: String,
     heard_ms_ago: u64,
+}
+
+#[derive(Serialize)]
+struct SummaryStatus {
+    name: String,
+    /// `<epoch hex>/<version>` held, if any.
+    held: Option<String>,
+    /// Whether it is the last version announced (used to choose whom to ask).
+    fresh: bool,
 }
 
 #[derive(Serialize)]
@@ -357,6 +369,7 @@ impl SupernodeService {
                 Ok(Reply::data(200, "node", &nodes))
             }
             (["status"], Method::Get) => Ok(Reply::data(200, "status", &self.status())),
+            (["digest"], Method::Get) => self.digest(request),
             (["alive"], Method::Post) => {
                 let beat: NodeLocation = request.json()?;
                 self.check_source(request, &beat.location)?;
@@ -398,9 +411,11 @@ impl SupernodeService {
                     ))),
                 }
             }
-            (["register" | "search" | "alive" | "xxx" | "leave" | "status"] | ["search", _], _) => {
-                Err(ApiError::MethodNotAllowed)
-            }
+            (
+                ["register" | "search" | "alive" | "xxx" | "leave" | "status" | "digest"]
+                | ["search", _],
+                _,
+            ) => Err(ApiError::MethodNotAllowed),
             _ => Err(ApiError::NotFound(format!(
                 "no such path: {}",
                 request.path
@@ -437,6 +452,18 @@ impl SupernodeService {
                 heard_ms_ago: ago.as_millis() as u64,
             })
             .collect();
+        let summaries = self
+            .multicast
+            .summaries()
+            .into_iter()
+            .map(|s| SummaryStatus {
+                name: s.peer,
+                held: s
+                    .held
+                    .map(|(epoch, version)| format!("{epoch:x}/{version}")),
+                fresh: s.fresh,
+            })
+            .collect();
         let [local_hit, found_by_group, not_found, timed_out] =
             self.supernode_metrics().search_counts();
         Status {
@@ -445,6 +472,7 @@ impl SupernodeService {
             keyed: self.keys.is_some(),
             up_seconds: self.started.elapsed().as_secs(),
             peers,
+            summaries,
             index: IndexSizes {
                 resources,
                 locations,
@@ -518,8 +546,14 @@ impl SupernodeService {
             drop(index);
             return Err(self.refused(&location, ApiError::Full(why)));
         }
+        let grown = index.digest().version();
         let again = index.register(&location, name.clone(), resources);
+        let grown = index.digest().version() != grown;
         drop(index);
+        if grown {
+            // Before the answer: the node's files are announced by the time it hears 204.
+            self.multicast.index_grew();
+        }
         let verb = if again {
             "registered again"
         } else {
@@ -529,6 +563,28 @@ impl SupernodeService {
         let name = name.escape_debug();
         log::info!("node {location} ({name}) {verb} with {count} resources");
         Ok(Reply::no_content())
+    }
+
+    /// `GET /api/supernode/digest[?epoch=<hex>&since=<version>]`: the index's summary, whole, or
+    /// only what was added since `version` of `epoch` when that is still known.
+    fn digest(&self, request: &Request) -> Result<Reply, ApiError> {
+        let have = match (request.query_param("epoch"), request.query_param("since")) {
+            (None, None) => None,
+            (Some(epoch), Some(since)) => Some((
+                u64::from_str_radix(&epoch, 16)
+                    .map_err(|_| ApiError::BadRequest(format!("bad epoch {epoch:?}")))?,
+                since
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("bad version {since:?}")))?,
+            )),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "epoch and since go together".to_string(),
+                ));
+            }
+        };
+        let bytes = self.read_index().digest().encode_for(have);
+        Ok(Reply::typed(bytes, "application/octet-stream"))
     }
 
     /// With `SOURCE_CHECK` on, only `host` may speak for `host:port`: its own address, or one
@@ -721,7 +777,7 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
     let liveness_thread = liveness.clone().spawn()?;
     let service = SupernodeService {
         index,
-        multicast,
+        multicast: multicast.clone(),
         liveness,
         max_ids: config.http.max_ids,
         admission: Admission {
@@ -743,6 +799,7 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         shutdown.clone(),
         metrics.http.clone(),
     )?;
+    multicast.serve_summaries_at(http.addr);
     log::info!(
         "supernode listening on http://{} (group {} via {}, ttl {}, group size {})",
         http.addr,

@@ -120,6 +120,13 @@ pub enum Body {
         parts: u16,
         hits: Vec<NameHit>,
     },
+    /// `27`: my index's summary is at `version` of `epoch`; fetch it from my API at `http`
+    /// (`host:port`) when yours is older ([`crate::digest`]). The seed's supernodes ignore it.
+    Digest {
+        http: String,
+        epoch: u64,
+        version: u64,
+    },
 }
 
 /// One match of a name query: who holds which id under which name.
@@ -268,6 +275,11 @@ impl Message {
                 escape_into(&mut out, text);
                 Ok(())
             }
+            Body::Digest {
+                http,
+                epoch,
+                version,
+            } => write!(out, ";27;{http}/{epoch:x}/{version}"),
             Body::NameAnswer { part, parts, hits } => {
                 let _ = write!(out, ";24;{part}/{parts}");
                 for hit in hits {
@@ -347,6 +359,9 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
         "24" => parse_name_answer(payload).ok_or_else(|| {
             WireError::BadPayload(format!("malformed name answer {:?}", truncate(payload, 80)))
         })?,
+        "27" => parse_digest(payload).ok_or_else(|| {
+            WireError::BadPayload(format!("malformed digest {:?}", truncate(payload, 80)))
+        })?,
         other => return Err(WireError::UnknownCode(truncate(other, 16).to_string())),
     };
     let (sender, seal) = Sender::parse_sealed(sender);
@@ -360,6 +375,19 @@ fn parse_all_found(payload: &str) -> Option<Body> {
         .map(|location| check_location(location).ok().map(|()| location.to_string()))
         .collect::<Option<Vec<_>>>()?;
     Some(Body::AllFound { id, locations })
+}
+
+fn parse_digest(payload: &str) -> Option<Body> {
+    let mut fields = payload.split('/');
+    let http = fields.next()?;
+    check_location(http).ok()?;
+    let epoch = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let version = fields.next()?.parse().ok()?;
+    fields.next().is_none().then(|| Body::Digest {
+        http: http.to_string(),
+        epoch,
+        version,
+    })
 }
 
 fn parse_name_query(payload: &str) -> Option<Body> {
