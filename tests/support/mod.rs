@@ -96,6 +96,13 @@ impl Launch {
             .env("SUPERNODE_TIMEOUT_MS", "5000")
     }
 
+    /// An instance of `role` (`supernode` or `node`) with nothing but the binary's defaults
+    /// (on 127.0.0.1, a free port, logging at debug): for drills that must run the default
+    /// timings, which [`Launch::supernode`] and [`Launch::node`] shorten.
+    pub fn instance(name: &str, role: &str) -> Launch {
+        Launch::new(name, role)
+    }
+
     fn new(name: &str, role: &str) -> Launch {
         let launch = Launch {
             name: name.into(),

@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Whether this process may create network namespaces.
 pub fn is_root() -> bool {
@@ -38,7 +39,8 @@ pub fn enter(ns: &str) {
     assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
 
-/// Namespaces of this harness are named `spt<pid>-...`: those of test processes that died
+/// Namespaces of this harness are named `spt<pid>-<n>-...` (`n` counts the LANs of the test
+/// process, so two LANs alive at once never share a name): those of test processes that died
 /// without cleaning up (killed by a signal) are deleted before a new LAN is made.
 const PREFIX: &str = "spt";
 
@@ -56,6 +58,18 @@ fn delete_orphans() {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // Instances of superpeer still running in it were started by that test: stopped
+            // by PID (only those running this very binary), then the namespace goes.
+            if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                    let ours = exe.to_string_lossy().trim_end_matches(" (deleted)") == super::BIN;
+                    if let (true, Ok(pid)) = (ours, pid.parse::<libc::pid_t>()) {
+                        // SAFETY: kill has no memory-safety preconditions.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
@@ -69,8 +83,13 @@ pub struct Lan {
 
 impl Lan {
     pub fn new(hosts: usize) -> Lan {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         delete_orphans();
-        let prefix = format!("{PREFIX}{}", std::process::id());
+        let prefix = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let mut made = Lan {
             lan: format!("{prefix}-lan"),
             hosts: Vec::new(),
@@ -127,6 +146,19 @@ impl Lan {
     /// Host `h`'s namespace.
     pub fn ns(&self, h: usize) -> &str {
         &self.hosts[h - 1]
+    }
+
+    /// The namespace of the bridge (the switch the hosts' cables go into).
+    pub fn lan_ns(&self) -> &str {
+        &self.lan
+    }
+
+    /// Pulls host `h`'s cable out of the switch (`up == false`: its bridge port goes down; the
+    /// host keeps its own interface and address) or plugs it back in.
+    pub fn set_cable(&self, h: usize, up: bool) {
+        let port = format!("h{h}");
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.lan, "link", "set", &port, state]);
     }
 
     /// Runs `f` on a thread inside host `h`'s namespace and returns what it returns.
