@@ -15,7 +15,38 @@
 
 use std::collections::VecDeque;
 
+use crate::auth::ClusterKeys;
 use crate::id::ResourceId;
+
+/// The purpose the cluster key is derived for to sign summaries (their own key: a summary's
+/// MAC can never pass for a request's or a datagram's).
+const SIGNING_PURPOSE: &str = "superpeer index summary";
+/// The MAC at the end of a summary served under a cluster key.
+const MAC_LEN: usize = 32;
+
+/// The keys that sign and check summaries, from the cluster key.
+pub fn signing_keys(cluster: &ClusterKeys) -> ClusterKeys {
+    cluster.derive(SIGNING_PURPOSE)
+}
+
+/// Appends the MAC of `encoded` under `keys` (served under a cluster key).
+pub fn sign(keys: &ClusterKeys, encoded: &mut Vec<u8>) {
+    let mac = keys.sign(&[encoded]);
+    encoded.extend_from_slice(&mac);
+}
+
+/// The summary without its MAC, if the MAC is right under `keys`.
+pub fn check(keys: &ClusterKeys, signed: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(split) = signed.len().checked_sub(MAC_LEN) else {
+        return Err("a summary without its MAC".into());
+    };
+    let (encoded, mac) = signed.split_at(split);
+    if keys.verify(&[encoded], mac) {
+        Ok(encoded.to_vec())
+    } else {
+        Err("a summary whose MAC is wrong under the cluster key".into())
+    }
+}
 
 /// Bits of the filter for each id it is sized for.
 pub const BITS_PER_ID: usize = 10;
@@ -344,6 +375,22 @@ mod tests {
         assert_eq!(delta[4], DELTA);
         assert_eq!(delta.len(), 4 + 1 + 8 + 8 + 4 + 32 * LOG_IDS);
         assert!(own.wants_rebuild(), "65,546 ids in a filter for 4,096");
+    }
+
+    #[test]
+    fn a_summary_signed_under_the_cluster_key_is_checked() {
+        let cluster = ClusterKeys::parse("a-cluster-key-of-at-least-16-bytes").unwrap();
+        let other = ClusterKeys::parse("another-key-of-at-least-16-bytes").unwrap();
+        let (keys, wrong) = (signing_keys(&cluster), signing_keys(&other));
+        let mut encoded = Digest::default().encode_for(None);
+        let plain = encoded.clone();
+        sign(&keys, &mut encoded);
+        assert_eq!(check(&keys, &encoded).unwrap(), plain);
+        assert!(check(&wrong, &encoded).is_err());
+        assert!(check(&keys, &plain).is_err(), "unsigned");
+        encoded[10] ^= 1;
+        assert!(check(&keys, &encoded).is_err(), "changed");
+        assert!(check(&keys, b"short").is_err());
     }
 
     #[test]

@@ -144,6 +144,8 @@ struct Inner {
     peers: peers::Peers,
     /// `INDEX_DIGESTS`: summaries are announced, fetched and used to choose whom to ask.
     digests: bool,
+    /// Under a cluster key, the summaries fetched must be signed with it.
+    digest_keys: Option<crate::auth::ClusterKeys>,
     /// Where this supernode's API serves its summary (`host:port`), once it listens.
     api: std::sync::OnceLock<String>,
 }
@@ -200,6 +202,10 @@ impl Multicast {
             checker: crate::client::agent(config.search_timeout),
             peers: peers::Peers::new(&config.peers),
             digests: config.index_digests,
+            digest_keys: config
+                .cluster_keys
+                .as_ref()
+                .map(crate::digest::signing_keys),
             api: std::sync::OnceLock::new(),
         });
         let thread_inner = inner.clone();
@@ -513,6 +519,10 @@ impl Inner {
                                 .read_to_vec()
                                 .map_err(|e| e.to_string()),
                             status => Err(format!("status {status}")),
+                        })
+                        .and_then(|bytes| match &inner.digest_keys {
+                            Some(keys) => crate::digest::check(keys, &bytes),
+                            None => Ok(bytes),
                         });
                     next = inner.state().summaries.fetched(&fetch.peer, bytes);
                 }

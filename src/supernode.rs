@@ -33,6 +33,8 @@ pub struct SupernodeService {
     admission: Admission,
     /// `CLUSTER_KEY`: what signed requests must be signed with, and the signatures seen.
     keys: Option<ClusterKeys>,
+    /// Signs the index's summary, under a cluster key.
+    digest_keys: Option<ClusterKeys>,
     nonces: Nonces,
     metrics: Arc<Metrics>,
     started: Instant,
@@ -583,7 +585,10 @@ impl SupernodeService {
                 ));
             }
         };
-        let bytes = self.read_index().digest().encode_for(have);
+        let mut bytes = self.read_index().digest().encode_for(have);
+        if let Some(keys) = &self.digest_keys {
+            crate::digest::sign(keys, &mut bytes);
+        }
         Ok(Reply::typed(bytes, "application/octet-stream"))
     }
 
@@ -788,6 +793,10 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
             refusals: Throttle::new(Duration::from_secs(10)),
         },
         keys: config.cluster_keys.clone(),
+        digest_keys: config
+            .cluster_keys
+            .as_ref()
+            .map(crate::digest::signing_keys),
         nonces: Nonces::default(),
         metrics: metrics.clone(),
         started: Instant::now(),

@@ -196,3 +196,25 @@ fn without_summaries_everyone_is_asked_as_before() {
     let status = s1.get("/api/supernode/status").json();
     assert_eq!(status["data"]["summaries"], serde_json::json!([]));
 }
+
+#[test]
+fn under_a_cluster_key_summaries_are_signed_and_checked() {
+    const KEY: &str = "the-cluster-key-of-the-digest-test-0123";
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2)
+        .env("CLUSTER_KEY", KEY)
+        .start();
+    let s2 = Launch::supernode("s2", &group, 2)
+        .env("CLUSTER_KEY", KEY)
+        .start();
+    // s1 takes in s2's signed summary (a summary whose MAC failed would stay not fresh).
+    wait_summaries(&s1, 1);
+    let before = received(&s2, "query");
+    s1.get(&format!("/api/supernode/search/{}", absent_id(4)))
+        .assert_error(404);
+    assert_eq!(received(&s2, "query"), before, "decided by s2's summary");
+    // What s2 serves ends with a 32-byte MAC: the bare summary of an empty index is 4 + 1 +
+    // 8 + 8 + 1 + 8 bytes and a filter of 4,096 x 10 bits.
+    let served = s2.get("/api/supernode/digest");
+    assert_eq!(served.body.len(), 30 + 4096 * 10 / 8 + 32);
+}
