@@ -520,3 +520,164 @@ pub fn drill_5(keying: Keying) {
     );
     verdicts(&[negatives, positive]);
 }
+
+/// Waits (polling, up to `bound`) until `check` holds; how long it took, or `None`.
+fn time_until(bound: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(POLL);
+    }
+    None
+}
+
+/// Drill 6: two sites (two LANs) joined by a router that forwards unicast and not multicast:
+/// supernode1 on site A (host-1) with node1 (host-2); supernode2 on site B (host-11) with
+/// node3 (host-12). Without `PEERS`, a search does not cross; with it, searches and a
+/// download cross the router; with the router's link cut, searches end within the time-out
+/// (and, once the peer has missed 3 pings, at once), and they find again when it is back.
+pub fn drill_6(keying: Keying) {
+    let label = keying.label();
+    header(&format!(
+        "drill 6 ({label}): two sites joined by a router that forwards unicast, not multicast"
+    ));
+    let mut lab = Lab::two_sites(keying);
+    let (id1, id3, nobody) = (
+        lab.ids.node1[0].clone(),
+        lab.ids.node3[0].clone(),
+        lab.ids.nobody.clone(),
+    );
+    let supernodes = |lab: &mut Lab, peers: bool| {
+        let (a, b) = (
+            format!("{}:4321", crate::support::netns::Lan::ip(1)),
+            format!("{}:4321", crate::support::netns::Lan::ip(11)),
+        );
+        for (name, host, peer) in [("supernode1", 1, b), ("supernode2", 11, a)] {
+            let mut env = vec![("MULTICAST_GROUP_SIZE", "2")];
+            if peers {
+                env.push(("PEERS", peer.as_str()));
+            }
+            lab.start(name, host, "supernode", 5000, &env);
+            lab.wait_supernode(name);
+        }
+    };
+    supernodes(&mut lab, false);
+    lab.check_keyed();
+    for (name, host, supernode_host) in [("node1", 2, 1), ("node3", 12, 11)] {
+        let folder = resources(name);
+        let api = format!(
+            "http://{}:5000/api/supernode",
+            crate::support::netns::Lan::ip(supernode_host)
+        );
+        let env = [
+            ("SUPERNODE_ENDPOINT", api.as_str()),
+            ("RESOURCE_PATH", folder.to_str().unwrap()),
+            ("NODE_NAME", name),
+            ("HEARTBEAT_MS", "1000"),
+            ("REGISTER_RETRY_MAX_MS", "1000"),
+        ];
+        lab.start(name, host, "node", 8000, &env);
+    }
+    lab.wait_registered("node1", "supernode1");
+    lab.wait_registered("node3", "supernode2");
+    let (loc1, loc3) = (lab.loc("node1"), lab.loc("node3"));
+
+    // Without PEERS: each site's group is alone.
+    let apart = lab.search("supernode1", &id3);
+    let without = (
+        apart.status == 404 && lab.in_time(&apart),
+        format!(
+            "drill 6 ({label}): without PEERS, supernode1 (site A) asked for node3's file (site \
+             B): {} in {} (want 404: multicast does not cross the router)",
+            apart.code(),
+            secs3(apart.took)
+        ),
+    );
+
+    // With PEERS: the same messages by unicast, across the router.
+    lab.kill("supernode1");
+    lab.kill("supernode2");
+    let t0 = Instant::now();
+    supernodes(&mut lab, true);
+    lab.wait_registered("node1", "supernode1");
+    lab.wait_registered("node3", "supernode2");
+    let crossed = time_until(Duration::from_secs(20), || {
+        lab.finds("supernode1", &id3, &loc3) && lab.finds("supernode2", &id1, &loc1)
+    });
+    let content = lab.on(2, || {
+        download(&format!(
+            "{}/api/node/resources/{id3}/content",
+            lab.url("node1")
+        ))
+    });
+    let sum = content.as_deref().map(sha256);
+    let negative = lab.search("supernode1", &nobody);
+    let across = (
+        crossed.is_some()
+            && sum.as_deref() == Some(id3.as_str())
+            && negative.status == 404
+            && negative.took < SEARCH_TIMEOUT,
+        format!(
+            "drill 6 ({label}): with PEERS, each site finds the other's file {} after the \
+             supernodes started (bound 20 s); node1 (site A) downloads node3's file through a \
+             302 across the router: sha256 {} (want {}); a negative search at supernode1: {} \
+             in {} (before the time-out: site B's summary, or its 22, came back by unicast){}",
+            secs_or_never(crossed),
+            sum.as_deref().map_or("none (no download)", short),
+            short(&id3),
+            negative.code(),
+            secs3(negative.took),
+            lab.watch.note(t0, Instant::now())
+        ),
+    );
+
+    // The router's link to site A cut: searches for node3's file (which site B's summary may
+    // hold, so supernode2 is asked) end within the time-out; once supernode2 has missed 3
+    // pings (about 15 s), at once, without waiting for it.
+    lab.set_router(false);
+    let t_cut = Instant::now();
+    let (mut searches, mut late) = (0, Vec::new());
+    let mut quick: Option<Duration> = None;
+    while t_cut.elapsed() < Duration::from_secs(30) && quick.is_none() {
+        let answer = lab.search("supernode1", &id3);
+        searches += 1;
+        if !lab.in_time(&answer) || answer.status != 404 {
+            late.push(format!("{} in {}", answer.code(), secs3(answer.took)));
+        }
+        if answer.status == 404 && answer.took < Duration::from_millis(200) {
+            quick = Some(t_cut.elapsed());
+        }
+    }
+    let cut = (
+        late.is_empty() && quick.is_some(),
+        format!(
+            "drill 6 ({label}): router cut off site A: {searches} searches at supernode1 for \
+             node3's file, every one 404 within the time-out ({} late or wrong: {late:?}); \
+             they stopped waiting for supernode2 after {} (bound 30 s: 3 missed pings, 5 s \
+             apart){}",
+            late.len(),
+            secs_or_never(quick),
+            lab.watch.note(t_cut, Instant::now())
+        ),
+    );
+
+    // Plugged back: found again, nothing restarted.
+    lab.set_router(true);
+    let t_back = Instant::now();
+    let again = time_until(Duration::from_secs(20), || {
+        lab.finds("supernode1", &id3, &loc3)
+    });
+    let exited = lab.exited();
+    let back = (
+        again.is_some() && exited.is_empty(),
+        format!(
+            "drill 6 ({label}): router back: node3's file found from site A again after {} \
+             (bound 20 s: the next ping); instances that exited: {exited:?} (want none){}",
+            secs_or_never(again),
+            lab.watch.note(t_back, Instant::now())
+        ),
+    );
+    verdicts(&[without, across, cut, back]);
+}

@@ -426,6 +426,16 @@ fn supernode_api(port: u16) -> String {
 impl Lab {
     /// `hosts` hosts on a LAN of their own, nothing running yet.
     pub fn new(keying: Keying, hosts: usize) -> Lab {
+        Lab::with_lan(keying, || Lan::new(hosts))
+    }
+
+    /// Two sites of two hosts each (1-2 on site A, 11-12 on site B) joined by a router that
+    /// forwards unicast and not multicast ([`Lan::two_sites`]), nothing running yet.
+    pub fn two_sites(keying: Keying) -> Lab {
+        Lab::with_lan(keying, || Lan::two_sites(2))
+    }
+
+    fn with_lan(keying: Keying, lan: impl FnOnce() -> Lan) -> Lab {
         assert!(
             netns::is_root(),
             "the lab drills make network namespaces: run them as root (make lab-test)"
@@ -438,8 +448,13 @@ impl Lab {
             key,
             specs: BTreeMap::new(),
             procs: BTreeMap::new(),
-            lan: Lan::new(hosts),
+            lan: lan(),
         }
+    }
+
+    /// Cuts the router off site A, or connects it again (two-site labs).
+    pub fn set_router(&self, up: bool) {
+        self.lan.set_router(up);
     }
 
     /// The seed's topology with default timings (GROUP_SIZE=2): host-1 supernode1 :5000 and
@@ -500,7 +515,7 @@ impl Lab {
 
     /// In a keyed lab, that the key is in force: supernode1 refuses an unsigned sweep
     /// (`GET /api/supernode/xxx`, which an open lab would run: so asked in keyed labs only).
-    fn check_keyed(&self) {
+    pub fn check_keyed(&self) {
         if self.key.is_none() {
             return;
         }
