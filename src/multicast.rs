@@ -921,15 +921,7 @@ impl Inner {
             if let Err(e) = self.socket.set_read_timeout(Some(wait)) {
                 log::error!("multicast: cannot set the read time-out: {e}");
             }
-            match self.socket.recv_from(&mut buffer) {
-                Ok((len, from)) => self.handle(&buffer[..len], from),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => log::debug!("multicast: receive failed: {e}"),
-            }
+            self.receive(&self.socket, &mut buffer);
         }
         if let Ok(unicast) = unicast {
             let _ = unicast.join();
@@ -943,15 +935,20 @@ impl Inner {
             log::error!("multicast: cannot set the unicast read time-out: {e}");
         }
         while !shutdown.is_triggered() {
-            match self.unicast.recv_from(&mut buffer) {
-                Ok((len, from)) => self.handle(&buffer[..len], from),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => log::debug!("multicast: unicast receive failed: {e}"),
-            }
+            self.receive(&self.unicast, &mut buffer);
+        }
+    }
+
+    /// Takes one datagram from `socket` (waiting at most its read time-out) and handles it.
+    fn receive(self: &Arc<Self>, socket: &UdpSocket, buffer: &mut [u8]) {
+        match socket.recv_from(buffer) {
+            Ok((len, from)) => self.handle(&buffer[..len], from),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => log::debug!("multicast: receive failed: {e}"),
         }
     }
 
