@@ -198,7 +198,12 @@ impl Upstream {
     }
 
     fn post(&self, path: &str, body: &[u8]) -> Result<u16, String> {
-        let url = format!("{}{path}", self.current());
+        self.post_to(self.current(), path, body)
+    }
+
+    /// Posts to `endpoint` (one of the list), signed when there is a cluster key.
+    fn post_to(&self, endpoint: &str, path: &str, body: &[u8]) -> Result<u16, String> {
+        let url = format!("{endpoint}{path}");
         let mut request = self
             .agent
             .post(&url)
@@ -282,6 +287,8 @@ impl Registrar {
     fn run(&self, shutdown: &Shutdown) {
         let first_retry = Duration::from_millis(100).min(self.retry_max);
         let beat = serde_json::json!({ "location": self.location }).to_string();
+        // Where this run registered last: a move to another supernode leaves the others.
+        let mut registered_at: Option<String> = None;
         'register: loop {
             let mut retry = first_retry;
             let mut attempts = 0u32;
@@ -294,6 +301,10 @@ impl Registrar {
                             "registered {} with {endpoint} ({resources} resources)",
                             self.location
                         );
+                        if registered_at.as_deref() != Some(endpoint.as_str()) {
+                            self.leave_others(&endpoint, &beat);
+                            registered_at = Some(endpoint);
+                        }
                         break;
                     }
                     outcome => {
@@ -351,8 +362,25 @@ impl Registrar {
         }
     }
 
+    /// A node is registered with one supernode at a time. After a fail-over, or a restart
+    /// (the run before may have been registered elsewhere), a registration left at another
+    /// supernode of the list would go on handing this node out (its health checks still pass)
+    /// after it leaves the one it is registered with: so every other one is told it left.
+    fn leave_others(&self, registered: &str, beat: &str) {
+        for endpoint in self.upstream.endpoints.iter().filter(|e| *e != registered) {
+            // 404: it did not have it. No answer: the leave at this node's stop asks again.
+            if let Ok(204 | 200) = self.upstream.post_to(endpoint, "/leave", beat.as_bytes()) {
+                log::info!(
+                    "left {endpoint}, which still had {} from before",
+                    self.location
+                );
+            }
+        }
+    }
+
     fn leave(&self, beat: &str) {
         let endpoint = self.upstream.current().to_string();
+        self.leave_others(&endpoint, beat);
         match self.upstream.post("/leave", beat.as_bytes()) {
             Ok(204 | 200) => log::info!(
                 "left {endpoint}: the resources of {} are out of its index",

@@ -223,3 +223,37 @@ fn a_burst_of_manual_sweeps_costs_one_sweep_and_holds_nobody_else() {
     // A node slow in two sweeps a moment apart has missed one period's check, not two.
     assert_eq!(alive(&supernode).len(), 1);
 }
+
+#[test]
+fn a_registration_left_at_another_supernode_is_taken_back() {
+    // An earlier run of the node (before a fail-over, or before a kill -9 and a restart)
+    // registered with `second`; this run registers with `first`. Left there, the old
+    // registration would go on handing the node out after it leaves `first` (its health
+    // checks still pass): found by the real VMs (machine/vms.sh).
+    let group = group();
+    let first = Launch::supernode("first", &group, 2).start();
+    let second = Launch::supernode("second", &group, 2).start();
+    let folder = Folder::with(&[("f", b"registered once only\n")]);
+    let port = free_port();
+    let location = format!("127.0.0.1:{port}");
+    let earlier = serde_json::json!({
+        "name": "node", "location": location,
+        "resources": [{"id": sha256(b"registered once only\n"), "name": "f"}],
+    });
+    assert_eq!(
+        second
+            .post("/api/supernode/register", earlier.to_string().as_bytes())
+            .status,
+        204
+    );
+    let node = Launch::node("node", &folder.path, &[&first.url(), &second.url()])
+        .port(port)
+        .start();
+    wait_registered(&first, &[&node]);
+    wait_until(
+        "second to drop the earlier registration",
+        Duration::from_secs(5),
+        || !alive(&second).contains(&location),
+    );
+    node.wait_log("which still had", Duration::from_secs(5));
+}
