@@ -46,6 +46,10 @@ help:
 	@echo '  lab       the seed'"'"'s 3 hosts as network namespaces (root); lab-down stops it'
 	@echo '  lab-test  the demonstration across the lab'"'"'s hosts and the fault drills (root;'
 	@echo '            tests/lab.rs, open and keyed; LAB_KEY=1: keyed only)'
+	@echo '  vms       the seed'"'"'s 3 hosts as Debian 12 VMs (qemu, root), provisioned by'
+	@echo '            machine/provision.sh and left running; vms-down stops them'
+	@echo '  vm-test   the demonstration and the systemd checks across those VMs (root;'
+	@echo '            boots them, tests, stops them: machine/vms.sh)'
 	@echo '  bench     every benchmark, with references measured in the same run'
 	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx (root)'
 	@echo '  fuzz      the fuzz targets (cargo fuzz, nightly), FUZZ_SECONDS each (600)'
@@ -151,6 +155,22 @@ lab-test:
 	@[ "$$(id -u)" = 0 ] || { echo 'make lab-test: must run as root: the drills make network namespaces (try: sudo make lab-test)' >&2; exit 1; }
 	@command -v ip >/dev/null 2>&1 || { echo 'make lab-test: ip (iproute2) is missing; install it: apt-get install -y iproute2' >&2; exit 1; }
 	cd '$(ROOT)' && $(CARGO) test --test lab -- --ignored --test-threads=1 $(if $(filter 1,$(LAB_KEY)),keyed::)
+
+# The seed's three hosts as real Debian 12 VMs (qemu, software emulation; root): the image is
+# debootstrapped once into target/vm/, each VM provisioned by machine/provision.sh, its NIC a
+# tap on a bridge in a network namespace of its own (no packet leaves the machine).
+.PHONY: vms vms-down vm-test
+vms: dist
+	cd '$(ROOT)' && bash machine/vms.sh up
+
+# Stop the VMs: every qemu, tap, bridge and namespace `make vms` made.
+vms-down:
+	cd '$(ROOT)' && bash machine/vms.sh down
+
+# Boot the VMs, run the seed's demonstration and the systemd checks across them, stop them
+# (PASS/FAIL lines with measured times).
+vm-test: dist
+	cd '$(ROOT)' && bash machine/vms.sh test
 
 # Every benchmark, against references measured in the same run: bench/results.md.
 bench:

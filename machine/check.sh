@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks of machine/ (no VM, no network):
-#   ruby -c Vagrantfile, bash -n provision.sh, shellcheck provision.sh,
+#   ruby -c Vagrantfile, bash -n and shellcheck of provision.sh and vms.sh, qga.py parses,
 #   systemd-analyze verify of the unit template (as the instance superpeer@check).
 # A tool that is not installed is skipped with a message (apt-get install ruby shellcheck systemd).
 # Exit status 1 when a check that ran failed, else 0.   Usage: bash machine/check.sh
@@ -37,10 +37,19 @@ fi
 
 check "bash -n provision.sh" bash -n "$here/provision.sh"
 
+check "bash -n vms.sh" bash -n "$here/vms.sh"
+
 if command -v shellcheck >/dev/null 2>&1; then
     check "shellcheck provision.sh" shellcheck "$here/provision.sh"
+    check "shellcheck vms.sh" shellcheck -x "$here/vms.sh"
 else
-    skip "shellcheck provision.sh: shellcheck is not installed"
+    skip "shellcheck provision.sh vms.sh: shellcheck is not installed"
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+    check "python3 qga.py (compiles)" python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$here/qga.py"
+else
+    skip "qga.py: python3 is not installed"
 fi
 
 # systemd-analyze verify needs an instance, not a template, and checks that ExecStart's binary
