@@ -524,13 +524,17 @@ impl Inner {
                             Some(keys) => crate::digest::check(keys, &bytes),
                             None => Ok(bytes),
                         });
-                    next = inner.state().summaries.fetched(&fetch.peer, bytes);
+                    let mut due = inner.state().summaries.fetched(&fetch.peer, bytes);
+                    // This thread goes on with one; the others get threads of their own.
+                    next = due.pop();
+                    for other in due {
+                        inner.fetch_summary(other);
+                    }
                 }
             });
         if started.is_err() {
-            self.state()
-                .summaries
-                .fetched(&peer, Err("no thread".into()));
+            // Its slot is given back; it is fetched at its next announcement.
+            self.state().summaries.abandon(&peer);
         }
     }
 

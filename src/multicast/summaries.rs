@@ -5,7 +5,8 @@
 //! one announced; a peer whose summary is not fresh (never fetched, behind, a fetch that
 //! failed, the seed's supernodes which have none) is asked as if there were no summaries.
 //! Fetches run on threads of their own, one per peer at a time and [`MAX_FETCHING`] at once;
-//! an announcement that comes during a fetch asks for one more when it ends.
+//! an announcement that comes during a fetch asks for one more when it ends, and one that
+//! finds every fetch slot taken is fetched when a slot frees (not at its next announcement).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -107,24 +108,49 @@ impl Summaries {
         })
     }
 
-    /// A fetch for `peer` ended with `bytes` (or an error): applies them, and returns the next
-    /// fetch it needs (its announcements moved on meanwhile).
-    pub(super) fn fetched(&mut self, peer: &str, bytes: Result<Vec<u8>, String>) -> Option<Fetch> {
+    /// A fetch for `peer` ended with `bytes` (or an error): applies them, and returns the
+    /// fetches now due: this peer's next (its announcements moved on meanwhile), then those of
+    /// peers that found no free slot, as many as there are slots.
+    pub(super) fn fetched(&mut self, peer: &str, bytes: Result<Vec<u8>, String>) -> Vec<Fetch> {
         self.fetching = self.fetching.saturating_sub(1);
-        let summary = self.peers.get_mut(peer)?;
-        summary.fetching = false;
-        let applied = bytes.and_then(|bytes| crate::digest::apply(summary.held.take(), &bytes));
-        match applied {
-            Ok(held) => summary.held = Some(held),
-            Err(e) => {
-                log::debug!(
+        let mut due = Vec::new();
+        if let Some(summary) = self.peers.get_mut(peer) {
+            summary.fetching = false;
+            let applied = bytes.and_then(|bytes| crate::digest::apply(summary.held.take(), &bytes));
+            match applied {
+                Ok(held) => {
+                    summary.held = Some(held);
+                    due.extend(self.next_fetch(peer));
+                }
+                // Not fetched again until it announces again: a peer whose summary is broken
+                // must not keep a slot busy.
+                Err(e) => log::debug!(
                     "summaries: the summary of {} is not usable: {e}",
                     peer.escape_debug()
-                );
-                return None;
+                ),
             }
         }
-        self.next_fetch(peer)
+        let waiting: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(name, s)| *name != peer && !s.fetching && !s.is_fresh() && s.http.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in waiting {
+            if self.fetching >= MAX_FETCHING {
+                break;
+            }
+            due.extend(self.next_fetch(&name));
+        }
+        due
+    }
+
+    /// A fetch for `peer` could not start: its slot is free again.
+    pub(super) fn abandon(&mut self, peer: &str) {
+        if let Some(summary) = self.peers.get_mut(peer).filter(|s| s.fetching) {
+            summary.fetching = false;
+            self.fetching = self.fetching.saturating_sub(1);
+        }
     }
 
     /// Forgets the peers not heard from lately (`live` says who is).
@@ -143,5 +169,36 @@ impl Summaries {
                 fresh: s.is_fresh(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+
+    #[test]
+    fn a_peer_that_found_no_free_slot_is_fetched_when_one_frees() {
+        let mut summaries = Summaries::default();
+        let http: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let digest = Digest::default();
+        let (own, epoch) = (digest.encode_for(None), digest.epoch());
+        let started: Vec<Fetch> = (0..MAX_FETCHING + 2)
+            .filter_map(|n| summaries.announced(&format!("p{n}"), http, (epoch, 0), 100))
+            .collect();
+        assert_eq!(started.len(), MAX_FETCHING, "two wait for a slot");
+        let first = &started[0].peer;
+        let due = summaries.fetched(first, Ok(own.clone()));
+        assert_eq!(due.len(), 1, "one slot freed: one waiting peer goes");
+        assert!(due[0].peer != *first);
+        assert_eq!(
+            summaries.may_hold(first, &crate::id::ResourceId([7; 32])),
+            Some(false),
+            "fresh, and empty"
+        );
+        // A fetch that could not start gives its slot back.
+        summaries.abandon(&due[0].peer);
+        let due = summaries.fetched(&started[1].peer, Err("refused".into()));
+        assert_eq!(due.len(), 2, "two slots free, two peers waiting");
     }
 }
