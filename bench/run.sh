@@ -84,6 +84,28 @@ stop() {   # name...
     done
 }
 
+# stop_many NAME...: stops many instances at once (TERM to all, then each waited for, then
+# KILL at 10 s): a supernode takes a second or two to stop, so one after another would take
+# minutes for the scale rows' groups.
+stop_many() {
+    local name pid deadline=$((SECONDS + 10)) pids=()
+    for name in "$@"; do
+        pid=${PID[$name]:-}
+        [[ -n $pid ]] || continue
+        kill -TERM "$pid" 2>/dev/null
+        pids+=("$pid")
+        unset "PID[$name]"
+    done
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        unset "RUNNING[$pid]"
+    done
+}
+
 cleanup() {
     trap - EXIT INT TERM
     local pid
@@ -241,12 +263,15 @@ measure() {
 WRK_RPS=0
 WRK_BAD=0
 WRK_IDLE=0
-# wrk_run LABEL URL [PATHS_FILE [EXPECT]]: one wrk run; sets WRK_RPS, WRK_BAD (non-2xx/3xx
-# answers, socket errors and, with EXPECT, answers without it) and WRK_IDLE: the server's
-# connections that, halfway through the run, had not sent a single byte (wrk counts no error
-# for a connection whose first request is never answered; it just carries no load).
+WRK_REQS=0
+# wrk_run LABEL URL [PATHS_FILE [EXPECT [STATUS]]]: one wrk run; sets WRK_RPS, WRK_REQS (the
+# requests answered), WRK_BAD (non-2xx/3xx answers, socket errors and, with EXPECT, answers
+# without it; with a STATUS other than 200, e.g. 404, non-2xx answers are expected and the
+# caller checks them) and WRK_IDLE: the server's connections that, halfway through the run, had
+# not sent a single byte (wrk counts no error for a connection whose first request is never
+# answered; it just carries no load).
 wrk_run() {
-    local label=$1 url=$2 paths=${3:-} expect=${4:-} out port
+    local label=$1 url=$2 paths=${3:-} expect=${4:-} status=${5:-200} out port
     local args=("${WRK_ARGS[@]}")
     [[ -n "$paths" ]] && args+=(-s "$LUA")
     port=${url#http://*:}
@@ -262,8 +287,11 @@ wrk_run() {
     out=$(cat "$LOGS/wrk.out")
     printf '%s\n' "== $label" "$out" >>"$LOGS/wrk.log"
     WRK_RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    local non2xx sock wrong
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+    WRK_REQS=$(awk '/ requests in / {print $1; exit}' <<<"$out")
+    is_num "$WRK_REQS" || WRK_REQS=0
+    local non2xx=0 sock wrong
+    # Another status expected: non-2xx answers are no error here.
+    [[ $status == 200 ]] && non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
     sock=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
     wrong=$(awk '/^WRONG_ANSWERS/ {print $2}' <<<"$out")
     WRK_BAD=$((${non2xx:-0} + ${sock:-0} + ${wrong:-0}))
@@ -970,6 +998,343 @@ m12_idle() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Scale and summaries (15, 16): groups of 2, 8 and 32 supernodes, each one process on
+# 127.0.0.1 in a multicast group of its own (239.77.1.11-14), all up at once so that their runs
+# interleave. In each, supernode 0 is the asker and supernode 1 holds one node's one file.
+
+SCALE_ABSENT=$LOGS/paths-scale-absent.txt
+SCALE_PRESENT=$LOGS/paths-scale-present.txt
+SCALE_LOC=127.0.0.1:27850
+# prefix: supernodes, group octet, first HTTP port, settings
+SCALE_GROUPS=(g2 g8 g32 n32)
+declare -A GROUP_N=()
+declare -A SCALE_SPEC=([g2]="2 11 27400" [g8]="8 12 27410" [g32]="32 13 27420" [n32]="32 14 27460")
+
+# start_group PREFIX [KEY=VALUE ...]: supernodes PREFIX-0 .. PREFIX-(n-1) as SCALE_SPEC says,
+# within 60 s for the whole group (each start waits for its port); stopped again if one fails.
+start_group() {
+    local prefix=$1 size octet base i deadline=$((SECONDS + 60))
+    local -a envs
+    shift
+    read -r size octet base <<<"${SCALE_SPEC[$prefix]}"
+    mapfile -t envs < <(super_env "$octet" "$size")
+    GROUP_N[$prefix]=$size
+    for ((i = 0; i < size; i++)); do
+        if ((SECONDS > deadline)) || ! start "$prefix-$i" supernode "$BIN" $((base + i)) "${envs[@]}" "$@"; then
+            say "group $prefix: supernode $i of $size did not start in time"
+            stop_group "$prefix"
+            return 1
+        fi
+    done
+}
+
+stop_group() {   # PREFIX
+    local i names=()
+    for ((i = 0; i < ${GROUP_N[$1]:-0}; i++)); do
+        names+=("$1-$i")
+    done
+    stop_many "${names[@]}"
+    unset "GROUP_N[$1]"
+}
+
+# group_addrs PREFIX [SKIP...]: host:port of the group's supernodes but those numbered SKIP,
+# comma-separated.
+group_addrs() {
+    local prefix=$1 i out=""
+    shift
+    for ((i = 0; i < ${GROUP_N[$prefix]:-0}; i++)); do
+        [[ " $* " == *" $i "* ]] && continue
+        out+="${out:+,}$HOST:${PORT[$prefix-$i]}"
+    done
+    echo "$out"
+}
+
+# counter ADDRS METRIC [LABEL]: "v1,v2,..." of one metric (summed over its series with LABEL).
+counter() {
+    timeout 30 "$TOOL" counters --addrs "$1" --metric "$2" ${3:+--label "$3"} 2>/dev/null | sed -n 's/^values=//p'
+}
+
+# scale_ready PREFIX DIGESTS: registers the node at PREFIX-1 and waits until the asker (PREFIX-0)
+# hears every other supernode and, with summaries (DIGESTS=yes), holds a fresh summary of each,
+# the holder's with its file.
+scale_ready() {
+    local prefix=$1 size=${GROUP_N[$1]} out held=()
+    timeout 60 "$TOOL" register --addr "$HOST:${PORT[$prefix-1]}" --seed 15 --nodes 1 --per 1 \
+        --port-base "${SCALE_LOC##*:}" --sample 1 --sample-out "$SCALE_PRESENT" >/dev/null 2>&1 || return 1
+    if [[ $2 == yes ]]; then
+        out=$(timeout 30 "$TOOL" digest --addr "$HOST:${PORT[$prefix-1]}" 2>&1)
+        held=(--fresh $((size - 1)) --held "$(kv epoch "$out")/$(kv version "$out")")
+    fi
+    out=$(timeout 70 "$TOOL" ready --addrs "$HOST:${PORT[$prefix-0]}" --peers $((size - 1)) "${held[@]}" \
+        --deadline-s 60 2>/dev/null | tail -n 1)
+    say "group $prefix: the asker is ready: $out"
+    [[ $(kv ok "$out") == true ]]
+}
+
+# scale_run PREFIX neg|pos: one wrk run at the asker, absent ids (every answer a 404, from the
+# asker's own count of its answers by status) or the holder's file (every answer checked by the
+# Lua script: 200 and the holder's location), with the datagrams every other supernode received
+# meanwhile. Sets WRK_BAD (for neg: socket errors, answers of another status than 404, and
+# fewer 404s than wrk's answers), and SR_MEAN and SR_MAX: datagrams per search at the
+# supernodes that do not hold the id (all but the asker; for pos, not the holder either), less
+# their idle rate (BG_RATE), mean and most.
+declare -A BG_RATE=()
+SR_MEAN=""
+SR_MAX=""
+scale_run() {
+    local prefix=$1 kind=$2 peers before after t0 t1 url skip=-1 ok=0
+    peers=$(group_addrs "$prefix" 0)
+    url="http://$HOST:${PORT[$prefix-0]}"
+    local route='route="/api/supernode/search/{id}"' all0 all1 nf0 nf1
+    all0=$(counter "${url#http://}" superpeer_http_requests_total "$route")
+    nf0=$(counter "${url#http://}" superpeer_http_requests_total "$route,status=\"404\"")
+    before=$(counter "$peers" superpeer_datagrams_received_total)
+    t0=$EPOCHREALTIME
+    if [[ $kind == neg ]]; then
+        wrk_run "$prefix, negative search" "$url" "$SCALE_ABSENT" "" 404 || ok=1
+        all1=$(counter "${url#http://}" superpeer_http_requests_total "$route")
+        nf1=$(counter "${url#http://}" superpeer_http_requests_total "$route,status=\"404\"")
+        local others missing
+        others=$(calc "($all1 - $all0) - ($nf1 - $nf0)")
+        missing=$(calc "$WRK_REQS - ($nf1 - $nf0)")
+        if ! is_num "$others" || ! is_real "$missing"; then
+            others=$WRK_REQS
+            missing=0
+        fi
+        ((${missing%.*} > 0)) || missing=0
+        WRK_BAD=$((WRK_BAD + others + missing))
+        say "$prefix negative: the asker answered $(calc "$nf1 - $nf0") searches 404 and $others otherwise"
+    else
+        skip=0   # the holder is the first of the peers
+        wrk_run "$prefix, positive search" "$url" "$SCALE_PRESENT" "\"location\":\"$SCALE_LOC\"" || ok=1
+    fi
+    t1=$EPOCHREALTIME
+    after=$(counter "$peers" superpeer_datagrams_received_total)
+    local stats
+    stats=$(awk -v b="$before" -v a="$after" -v r="${BG_RATE[$prefix]}" -v w="$(calc "$t1 - $t0")" \
+        -v n="$WRK_REQS" -v skip="$skip" 'BEGIN {
+            k = split(b, B, ","); split(a, A, ","); split(r, R, ",")
+            if (n <= 0 || k == 0) exit 1
+            for (i = 1; i <= k; i++) {
+                if (i - 1 == skip) continue
+                if (B[i] < 0 || A[i] < 0) exit 1
+                d = (A[i] - B[i] - R[i] * w) / n; sum += d; c++
+                if (c == 1 || d > max) max = d
+            }
+            if (c == 0) { print "- -"; exit }
+            printf "%.6f %.6f\n", sum / c, max }')
+    read -r SR_MEAN SR_MAX <<<"${stats:-x x}"
+    say "$prefix $kind: $WRK_REQS searches; datagrams per search at each supernode not holding the id: mean $SR_MEAN, most $SR_MAX"
+    return "$ok"
+}
+
+stop_scale() {
+    local p
+    for p in "${SCALE_GROUPS[@]}"; do
+        stop_group "$p"
+    done
+}
+
+is_real() {   # a number, maybe negative (a count less its background)
+    [[ "${1:-}" =~ ^-?[0-9]+([.][0-9]+)?$ ]]
+}
+
+fmt0() {   # a count per search, 4 decimals (a tiny negative one, less than its background: 0)
+    fmt "$(awk -v x="$1" 'BEGIN {print (x < 0.00005 && x > -0.00005) ? 0 : x}')" 4
+}
+
+medof() {   # "v1 v2 ...": their median
+    local -a v
+    read -ra v <<<"$1"
+    median "${v[@]}"
+}
+
+m15_scale() {
+    "$TOOL" ids --seed 98 --n 1000 >"$SCALE_ABSENT" || return 1
+    local p t0=$SECONDS
+    if ! start_group g2 || ! start_group g8 || ! start_group g32 || ! start_group n32 INDEX_DIGESTS=false; then
+        stop_scale
+        return 1
+    fi
+    say "scale: 74 supernodes started in $((SECONDS - t0)) s"
+    if ! scale_ready g2 yes || ! scale_ready g8 yes || ! scale_ready g32 yes || ! scale_ready n32 no; then
+        stop_scale
+        return 1
+    fi
+    local out
+    out=$(timeout 10 "$TOOL" ready --addrs "$(group_addrs g32)" --fresh 31 --deadline-s 0 2>/dev/null | tail -n 1)
+    say "group g32, $((SECONDS - t0)) s after the first start: every supernode with 31 fresh summaries? $out"
+
+    # The idle rate of datagrams at each supernode (pings, their answers, announcements).
+    local -A b0=() w0=()
+    for p in "${SCALE_GROUPS[@]}"; do
+        b0[$p]=$(counter "$(group_addrs "$p" 0)" superpeer_datagrams_received_total)
+        w0[$p]=$EPOCHREALTIME
+    done
+    sleep "$WRK_SECONDS"
+    for p in "${SCALE_GROUPS[@]}"; do
+        BG_RATE[$p]=$(awk -v b="${b0[$p]}" -v a="$(counter "$(group_addrs "$p" 0)" superpeer_datagrams_received_total)" \
+            -v w="$(calc "$EPOCHREALTIME - ${w0[$p]}")" 'BEGIN {
+                k = split(b, B, ","); split(a, A, ","); s = ""
+                for (i = 1; i <= k; i++) s = s (i > 1 ? "," : "") sprintf("%.2f", (A[i] - B[i]) / w)
+                print s }')
+        say "group $p: idle datagrams per second at each supernode but the asker: ${BG_RATE[$p]}"
+    done
+    out=$(timeout 10 "$TOOL" ready --addrs "$(group_addrs g32)" --fresh 31 --deadline-s 0 2>/dev/null | tail -n 1)
+    say "group g32, $((SECONDS - t0)) s after the first start: every supernode with 31 fresh summaries? $out"
+
+    local -A rps=() bad=() idle=() dmean=() dmax=()
+    local i kind k
+    for ((i = 0; i < RUNS; i++)); do
+        for p in "${SCALE_GROUPS[@]}"; do
+            for kind in neg pos; do
+                k=$p-$kind
+                scale_run "$p" "$kind" && rps[$k]+=" $WRK_RPS"
+                bad[$k]=$((${bad[$k]:-0} + WRK_BAD))
+                ((WRK_IDLE > ${idle[$k]:-0})) && idle[$k]=$WRK_IDLE
+                is_real "$SR_MEAN" && dmean[$k]+=" $SR_MEAN"
+                is_real "$SR_MAX" && dmax[$k]+=" $SR_MAX"
+            done
+        done
+    done
+    stop_group g2
+    stop_group g8
+    stop_group n32
+
+    local -A mr=() dm=() dx=()
+    for k in "${!bad[@]}"; do
+        mr[$k]=$(medof "${rps[$k]:-}")
+        dm[$k]=$(medof "${dmean[$k]:-}")
+        dx[$k]=$(medof "${dmax[$k]:-}")
+    done
+    local ratio ratio2
+    if is_num "${mr[g32-neg]:-}" && is_num "${mr[g2-neg]:-}"; then
+        ratio=$(calc "${mr[g32-neg]:-0} / ${mr[g2-neg]:-0}")
+        row 15a "negative search (1,000 absent ids), 32 supernodes with summaries, wrk at one of them" \
+            "$(rps_text "${mr[g32-neg]:-0}" "${bad[g32-neg]:-0}" "${idle[g32-neg]:-0}"); 8: $(rps_text "${mr[g8-neg]:-0}" "${bad[g8-neg]:-0}" "${idle[g8-neg]:-0}")" \
+            "2 supernodes: $(rps_text "${mr[g2-neg]:-0}" "${bad[g2-neg]:-0}" "${idle[g2-neg]:-0}")" "$ratio" \
+            ">= 0.5 x 2 supernodes, all 404" "$(verdict "$ratio >= 0.5 && ${bad[g32-neg]:-0} + ${bad[g2-neg]:-0} == 0")"
+    fi
+    if is_num "${mr[g32-pos]:-}" && is_num "${mr[g2-pos]:-}"; then
+        ratio=$(calc "${mr[g32-pos]:-0} / ${mr[g2-pos]:-0}")
+        row 15b "positive remote search (a file one other supernode holds), 32 supernodes with summaries, wrk" \
+            "$(rps_text "${mr[g32-pos]:-0}" "${bad[g32-pos]:-0}" "${idle[g32-pos]:-0}"); 8: $(rps_text "${mr[g8-pos]:-0}" "${bad[g8-pos]:-0}" "${idle[g8-pos]:-0}")" \
+            "2 supernodes: $(rps_text "${mr[g2-pos]:-0}" "${bad[g2-pos]:-0}" "${idle[g2-pos]:-0}")" "$ratio" \
+            ">= 0.5 x 2 supernodes, all correct" "$(verdict "$ratio >= 0.5 && ${bad[g32-pos]:-0} + ${bad[g2-pos]:-0} == 0")"
+    fi
+    if is_real "${dx[g32-neg]:-}" && is_real "${dx[g32-pos]:-}" && is_num "${dm[n32-neg]:-}"; then
+        local worst
+        worst=$(printf '%s\n' "${dx[g32-neg]:-0}" "${dx[g32-pos]:-0}" "${dx[g8-neg]:-0}" "${dx[g8-pos]:-0}" | sort -g | tail -n 1)
+        ratio=$(calc "$worst / ${dm[n32-neg]:-0}")
+        row 15c "datagrams a supernode whose summary cannot hold the id receives per search (32; background subtracted)" \
+            "absent ids: $(fmt0 "${dm[g32-neg]:-0}") (most at one: $(fmt0 "${dx[g32-neg]:-0}")); the file: $(fmt0 "${dm[g32-pos]:-0}") (most $(fmt0 "${dx[g32-pos]:-0}")); 8 supernodes: $(fmt0 "${dm[g8-neg]:-0}"), $(fmt0 "${dm[g8-pos]:-0}")" \
+            "INDEX_DIGESTS=false: absent ids $(fmt "${dm[n32-neg]:-0}" 3), the file $(fmt "${dm[n32-pos]:-0}" 3) per search" \
+            "$ratio" "~0: <= 0.01 per search at every such supernode (8 and 32)" "$(verdict "$worst <= 0.01")"
+    fi
+    if is_num "${mr[n32-neg]:-}" && is_num "${mr[n32-pos]:-}" && is_num "${mr[g32-neg]:-}" && is_num "${mr[g32-pos]:-}"; then
+        ratio=$(calc "${mr[g32-neg]:-0} / ${mr[n32-neg]:-0}")
+        ratio2=$(calc "${mr[g32-pos]:-0} / ${mr[n32-pos]:-0}")
+        row 15d "32 supernodes, summaries against none (INDEX_DIGESTS=false: every peer asked, answers by unicast)" \
+            "with: absent ids $(fmt "${mr[g32-neg]:-0}") req/s, the file $(fmt "${mr[g32-pos]:-0}") req/s" \
+            "without: absent ids $(rps_text "${mr[n32-neg]:-0}" "${bad[n32-neg]:-0}" "${idle[n32-neg]:-0}"), the file $(rps_text "${mr[n32-pos]:-0}" "${bad[n32-pos]:-0}" "${idle[n32-pos]:-0}")" \
+            "$ratio (the file: $ratio2)" ">= 1 x without, both" \
+            "$(verdict "$ratio >= 1 && $ratio2 >= 1 && ${bad[n32-neg]:-0} + ${bad[n32-pos]:-0} == 0")"
+    fi
+}
+
+# 16: the summary of 1,000,000 ids (the registration of rows 6, 7 and 10, here at g32-2, in the
+# 32-supernode group of row 15, started anew when 15 did not run): its size per id, and what
+# one more registration of ten ids costs it to tell the 31 others.
+m16_summaries() {
+    if [[ -z "${GROUP_N[g32]:-}" ]]; then
+        start_group g32 || return 1
+    fi
+    local addr=$HOST:${PORT[g32-2]} others out
+    others=$(group_addrs g32 2)
+    say "registering 10 x 100,000 resources at g32-2"
+    out=$(timeout 300 "$TOOL" register --addr "$addr" --seed 4 --nodes 10 --per 100000 \
+        --port-base 27810 2>"$LOGS/register-million-g32.err" | tail -n 1)
+    say "register: $out"
+    if [[ $(kv entries "$out") != 1000000 ]]; then
+        note "16: the registration of 1,000,000 entries failed: $(tail -n 2 "$LOGS/register-million-g32.err")"
+        return 1
+    fi
+    local whole epoch version wbytes bits hashes whole_http per
+    whole=$(timeout 30 "$TOOL" digest --addr "$addr" 2>&1)
+    say "the whole summary: $whole"
+    epoch=$(kv epoch "$whole")
+    version=$(kv version "$whole")
+    wbytes=$(kv bytes "$whole")
+    bits=$(kv bits "$whole")
+    hashes=$(kv hashes "$whole")
+    is_num "$wbytes" && is_num "$version" || return 1
+    # Its answer as it goes over the connection: head and body.
+    whole_http=$(curl -s --noproxy '*' -o /dev/null -w '%{size_header} %{size_download}' \
+        "http://$addr/api/supernode/digest" | awk '{print $1 + $2}')
+    per=$(calc "$wbytes * 8 / 1000000")
+    row 16a "index summary of 1,000,000 ids (GET /api/supernode/digest, whole), bits per id" \
+        "$(fmt "$per" 1) bits/id ($(fmt "$wbytes") bytes: a filter of $(fmt "$bits") bits, $hashes hashes)" \
+        "the ids themselves: 256 bits/id" "$(calc "$per / 16")" "<= 16 bits/id" "$(verdict "$per <= 16")"
+
+    # Every other supernode holds this version, fresh; then one node with ten new ids.
+    out=$(timeout 90 "$TOOL" ready --addrs "$others" --held "$epoch/$version" --deadline-s 60 2>/dev/null | tail -n 1)
+    say "the 31 others hold the summary of 1,000,000 ids: $out"
+    if [[ $(kv ok "$out") != true ]]; then
+        row 16b "bytes sent per registration (10 new ids), 32 supernodes, 1,000,000 ids" "-" "-" "-" "<= 0.01 x whole refetch" "ERROR (the 31 others never all held its summary: $out)"
+        return 0
+    fi
+    # What it sends from now on: the answers to the digest route (their count, from its
+    # metrics, times the size of the delta they fetch, head included, measured after) and
+    # its announcements (their count from its metrics; each one as it came on the group, from
+    # a listener there, timed so that only those in the window count).
+    local next=$epoch/$((version + 10)) lpid c0 c1 a0 a1 t0 t1 took
+    "$TOOL" announcements --group 239.77.1.13 --port 27113 --contains ";27;$addr/" \
+        --ms 30000 >"$LOGS/announcements.txt" 2>&1 &
+    lpid=$!
+    RUNNING[$lpid]=announcements
+    sleep 0.3
+    t0=$EPOCHREALTIME
+    c0=$(counter "$addr" superpeer_http_requests_total 'route="/api/supernode/digest"')
+    a0=$(counter "$addr" superpeer_datagrams_sent_total 'kind="digest"')
+    local registered=0
+    timeout 30 "$TOOL" register --addr "$addr" --seed 16 --nodes 1 --per 10 --port-base 27860 >/dev/null 2>&1 ||
+        registered=1
+    out=$(timeout 40 "$TOOL" ready --addrs "$others" --held "$next" --deadline-s 20 2>/dev/null | tail -n 1)
+    took=$(calc "($EPOCHREALTIME - $t0) * 1000")
+    c1=$(counter "$addr" superpeer_http_requests_total 'route="/api/supernode/digest"')
+    a1=$(counter "$addr" superpeer_datagrams_sent_total 'kind="digest"')
+    t1=$EPOCHREALTIME
+    sleep 0.2
+    stop_pid "$lpid"
+    ((registered == 0)) || return 1
+    local ann_n ann_bytes
+    read -r ann_n ann_bytes < <(awk -v t0="$t0" -v t1="$t1" '{ split($1, a, "=")
+        if ($1 ~ /^at=/ && a[2] >= t0 && a[2] <= t1) { n++; split($2, b, "="); s += b[2] } }
+        END { print n + 0, s + 0 }' "$LOGS/announcements.txt")
+    say "after the registration: $out ($(fmt "$took") ms); digest requests $c0 -> $c1, announcements sent $a0 -> $a1, seen on the group in the window: $ann_n ($ann_bytes bytes)"
+    grep '^at=' "$LOGS/announcements.txt" | while IFS= read -r line; do say "  on the group: $line"; done
+    local delta delta_http fetches sent ref
+    delta=$(timeout 30 "$TOOL" digest --addr "$addr" --epoch "$epoch" --since "$version" 2>&1)
+    delta_http=$(curl -s --noproxy '*' -o /dev/null -w '%{size_header} %{size_download}' \
+        "http://$addr/api/supernode/digest?epoch=$epoch&since=$version" | awk '{print $1 + $2}')
+    say "the delta they fetched: $delta ($delta_http bytes with the head); the whole: $whole_http bytes with the head"
+    fetches=$(calc "$c1 - $c0")
+    if [[ $(kv ok "$out") != true ]] || ! is_num "$fetches" || ! is_num "$delta_http" || ! is_num "$whole_http"; then
+        row 16b "bytes sent per registration (10 new ids), 32 supernodes, 1,000,000 ids" "-" "-" "-" "<= 0.01 x whole refetch" "ERROR (see the log)"
+        return 0
+    fi
+    ((ann_n == ${a1%.*} - ${a0%.*})) || note "16b: $((${a1%.*} - ${a0%.*})) announcements counted by the supernode, $ann_n seen on the group"
+    sent=$(calc "$fetches * $delta_http + $ann_bytes")
+    ref=$(calc "31 * $whole_http")
+    local ratio
+    ratio=$(calc "$sent / $ref")
+    row 16b "bytes a supernode of 1,000,000 ids sends when a node registers 10 new ids, 32 supernodes" \
+        "$(fmt "$sent") bytes: $fetches delta fetches x $(fmt "$delta_http") bytes (head included) + $ann_n announcement(s), $ann_bytes bytes; all 31 fresh after $(fmt "$took") ms" \
+        "31 whole refetches x $(fmt "$whole_http") bytes = $(fmt "$ref") bytes" "$ratio" \
+        "<= 0.01 x whole refetch" "$(verdict "$ratio <= 0.01 && $fetches <= 31")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # The run
 
 mkdir -p "$LOGS" "$DATA"
@@ -1011,6 +1376,9 @@ stop nginx
 measure 11 "liveness sweep over 1,000 nodes" m11_liveness
 measure 12 "idle memory and binary size" m12_idle
 stop h
+measure 15 "2, 8 and 32 supernodes: searches and their datagrams" m15_scale
+measure 16 "index summaries of 1,000,000 ids" m16_summaries
+stop_scale
 
 # ---------------------------------------------------------------------------------------------
 # The table, sorted by item number

@@ -17,8 +17,10 @@
 //! | `timecmd`    | times a command |
 //! | `farm`       | 1,000 fake nodes for the liveness sweep: 900 answer, 100 hang |
 //! | `probe`      | a fresh client every few ms for N seconds: availability second by second |
+//! | `ready`, `counters`, `digest`, `announcements` | many supernodes and their summaries ([`scale`]) |
 
 mod http;
+mod scale;
 
 use std::collections::HashMap;
 use std::fs;
@@ -56,6 +58,10 @@ fn main() -> ExitCode {
         "timecmd" => timecmd(rest),
         "farm" => Opts::parse(rest).and_then(|o| farm(&o)),
         "probe" => Opts::parse(rest).and_then(|o| probe(&o)),
+        "ready" => Opts::parse(rest).and_then(|o| scale::ready(&o)),
+        "counters" => Opts::parse(rest).and_then(|o| scale::counters(&o)),
+        "digest" => Opts::parse(rest).and_then(|o| scale::digest(&o)),
+        "announcements" => Opts::parse(rest).and_then(|o| scale::announcements(&o)),
         other => Err(format!("unknown subcommand {other:?}")),
     };
     match result {
