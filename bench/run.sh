@@ -63,40 +63,15 @@ say() {
     printf '[%3ds] %s\n' "$SECONDS" "$*" >>"$LOGS/bench.log" 2>/dev/null
 }
 
-stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 5))
-    kill -TERM "$pid" 2>/dev/null || { unset "RUNNING[$pid]"; return 0; }
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    unset "RUNNING[$pid]"
-}
-
-stop() {   # name...
-    local name
-    for name in "$@"; do
-        if [[ -n "${PID[$name]:-}" ]]; then
-            stop_pid "${PID[$name]}"
-            unset "PID[$name]"
-        fi
-    done
-}
-
-# stop_many NAME...: stops many instances at once (TERM to all, then each waited for, then
-# KILL at 10 s): a supernode takes a second or two to stop, so one after another would take
-# minutes for the scale rows' groups.
-stop_many() {
-    local name pid deadline=$((SECONDS + 10)) pids=()
-    for name in "$@"; do
-        pid=${PID[$name]:-}
-        [[ -n $pid ]] || continue
+# stop_pids PID...: TERM to every one at once, then each waited for (10 s in all), then KILL:
+# a supernode takes a moment to stop, so one after another would take minutes for the scale
+# rows' groups.
+stop_pids() {
+    local pid deadline=$((SECONDS + 10))
+    for pid in "$@"; do
         kill -TERM "$pid" 2>/dev/null
-        pids+=("$pid")
-        unset "PID[$name]"
     done
-    for pid in "${pids[@]}"; do
+    for pid in "$@"; do
         while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
             sleep 0.05
         done
@@ -106,15 +81,24 @@ stop_many() {
     done
 }
 
+stop() {   # name...: the named instances, all at once
+    local name pids=()
+    for name in "$@"; do
+        if [[ -n "${PID[$name]:-}" ]]; then
+            pids+=("${PID[$name]}")
+            unset "PID[$name]"
+        fi
+    done
+    if ((${#pids[@]})); then
+        stop_pids "${pids[@]}"
+    fi
+}
+
 cleanup() {
     trap - EXIT INT TERM
-    local pid
-    for pid in "${!RUNNING[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${!RUNNING[@]}"; do
-        stop_pid "$pid"
-    done
+    if ((${#RUNNING[@]})); then
+        stop_pids "${!RUNNING[@]}"
+    fi
     if [[ "${BENCH_KEEP_DATA:-1}" == 0 ]]; then
         rm -rf "$DATA"
     fi
@@ -1033,7 +1017,7 @@ stop_group() {   # PREFIX
     for ((i = 0; i < ${GROUP_N[$1]:-0}; i++)); do
         names+=("$1-$i")
     done
-    stop_many "${names[@]}"
+    stop "${names[@]}"
     unset "GROUP_N[$1]"
 }
 
@@ -1305,7 +1289,7 @@ m16_summaries() {
     a1=$(counter "$addr" superpeer_datagrams_sent_total 'kind="digest"')
     t1=$EPOCHREALTIME
     sleep 0.2
-    stop_pid "$lpid"
+    stop_pids "$lpid"
     ((registered == 0)) || return 1
     local ann_n ann_bytes
     read -r ann_n ann_bytes < <(awk -v t0="$t0" -v t1="$t1" '{ split($1, a, "=")
