@@ -1208,7 +1208,8 @@ m15_scale() {
     fi
     if is_real "${dx[g32-neg]:-}" && is_real "${dx[g32-pos]:-}" && is_num "${dm[n32-neg]:-}"; then
         local worst
-        worst=$(printf '%s\n' "${dx[g32-neg]:-0}" "${dx[g32-pos]:-0}" "${dx[g8-neg]:-0}" "${dx[g8-pos]:-0}" | sort -g | tail -n 1)
+        # The background subtracted can leave a hair below zero: none is none.
+        worst=$(printf '%s\n' 0 "${dx[g32-neg]:-0}" "${dx[g32-pos]:-0}" "${dx[g8-neg]:-0}" "${dx[g8-pos]:-0}" | sort -g | tail -n 1)
         ratio=$(calc "$worst / ${dm[n32-neg]:-0}")
         row 15c "datagrams a supernode whose summary cannot hold the id receives per search (32; background subtracted)" \
             "absent ids: $(fmt0 "${dm[g32-neg]:-0}") (most at one: $(fmt0 "${dx[g32-neg]:-0}")); the file: $(fmt0 "${dm[g32-pos]:-0}") (most $(fmt0 "${dx[g32-pos]:-0}")); 8 supernodes: $(fmt0 "${dm[g8-neg]:-0}"), $(fmt0 "${dm[g8-pos]:-0}")" \
