@@ -524,7 +524,9 @@ impl Inner {
                             Some(keys) => crate::digest::check(keys, &bytes),
                             None => Ok(bytes),
                         });
-                    let mut due = inner.state().summaries.fetched(&fetch.peer, bytes);
+                    // Applied before the lock is taken: a whole summary is a megabyte or so.
+                    let applied = bytes.and_then(|bytes| crate::digest::apply(fetch.held, &bytes));
+                    let mut due = inner.state().summaries.fetched(&fetch.peer, applied);
                     // This thread goes on with one; the others get threads of their own.
                     next = due.pop();
                     for other in due {

@@ -46,10 +46,13 @@ pub struct SummaryHeld {
     pub fresh: bool,
 }
 
-/// A fetch to start: the peer's name and the URL of what it lacks.
+/// A fetch to start: the peer's name, the URL of what it lacks, and what is held of its
+/// summary, taken out for the time of the fetch so that the summary is fetched and applied
+/// outside the lock every search takes (a summary of a million ids is 1.3 MB).
 pub(super) struct Fetch {
     pub peer: String,
     pub url: String,
+    pub held: Option<PeerDigest>,
 }
 
 #[derive(Default)]
@@ -105,18 +108,23 @@ impl Summaries {
         Some(Fetch {
             peer: peer.to_string(),
             url,
+            held: summary.held.take(),
         })
     }
 
-    /// A fetch for `peer` ended with `bytes` (or an error): applies them, and returns the
-    /// fetches now due: this peer's next (its announcements moved on meanwhile), then those of
-    /// peers that found no free slot, as many as there are slots.
-    pub(super) fn fetched(&mut self, peer: &str, bytes: Result<Vec<u8>, String>) -> Vec<Fetch> {
+    /// A fetch for `peer` ended with its summary (applied) or an error: keeps the summary, and
+    /// returns the fetches now due: this peer's next (its announcements moved on meanwhile),
+    /// then those of peers that found no free slot, as many as there are slots. After an
+    /// error nothing is held of that peer: its next announcement fetches the whole summary.
+    pub(super) fn fetched(
+        &mut self,
+        peer: &str,
+        applied: Result<PeerDigest, String>,
+    ) -> Vec<Fetch> {
         self.fetching = self.fetching.saturating_sub(1);
         let mut due = Vec::new();
         if let Some(summary) = self.peers.get_mut(peer) {
             summary.fetching = false;
-            let applied = bytes.and_then(|bytes| crate::digest::apply(summary.held.take(), &bytes));
             match applied {
                 Ok(held) => {
                     summary.held = Some(held);
@@ -188,7 +196,7 @@ mod tests {
             .collect();
         assert_eq!(started.len(), MAX_FETCHING, "two wait for a slot");
         let first = &started[0].peer;
-        let due = summaries.fetched(first, Ok(own.clone()));
+        let due = summaries.fetched(first, crate::digest::apply(None, &own));
         assert_eq!(due.len(), 1, "one slot freed: one waiting peer goes");
         assert!(due[0].peer != *first);
         assert_eq!(
