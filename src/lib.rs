@@ -15,7 +15,8 @@
 //! multicast for the rest. Each role is started with [`start`], which returns a running
 //! [`Instance`]; the binary in `main.rs` is a thin wrapper around it.
 
-#![forbid(unsafe_code)]
+// One module, `http::mapped`, is allowed it, for a measured need (downloads 1.5x faster).
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod client;

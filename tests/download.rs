@@ -1,7 +1,8 @@
 //! SPEC section 9, downloads as from a static file server: `HEAD`, one byte range (206 or
 //! 416), the id as `ETag` with `If-None-Match` and `If-Range`, caching, the type from the
 //! name, the name in `Content-Disposition`; and a download cut half-way, resumed through
-//! another node's 302. (A file changed during a download: `tests/integrity.rs`.)
+//! another node's 302; the write deadline of a slow or stalled reader. (A file changed or cut
+//! short during a download: `tests/integrity.rs`.)
 
 mod support;
 
@@ -239,4 +240,72 @@ fn a_download_cut_half_way_resumes_through_another_node() {
     let mut whole = first.body;
     whole.extend_from_slice(&rest.body);
     assert_eq!(sha256(&whole), id);
+}
+
+/// A download of `content` from `node` on a socket with a small receive window, its head read.
+fn small_window_download(node: &Proc, content: &[u8]) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.connect(&node.addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/node/resources/{}/content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        sha256(content)
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
+#[test]
+fn a_slow_reader_gets_all_of_a_download_and_a_stalled_one_is_dropped() {
+    // The write deadline is per 256 KiB taken, not per download nor per write call: a client
+    // that takes 2 MiB at some 640 KB/s (3 s, 1.6 s a write call) with a 1 s deadline gets
+    // every byte; one that stops taking is dropped about a deadline later.
+    let small: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
+    // Far more than the socket buffers hold (the sender's grows to a few MiB).
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 241) as u8).collect();
+    let group = group();
+    let supernode = Launch::supernode("super", &group, 1).start();
+    let folder = Folder::with(&[("small", &small), ("big", &big)]);
+    let node = Launch::node("node", &folder.path, &[&supernode.url()])
+        .env("HTTP_WRITE_TIMEOUT_MS", "1000")
+        .start();
+
+    let mut slow = small_window_download(&node, &small);
+    let mut got = Vec::with_capacity(small.len());
+    let mut piece = vec![0u8; 32 << 10];
+    loop {
+        let n = slow.read(&mut piece).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&piece[..n]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(got == small, "the slow reader got {} bytes", got.len());
+    assert!(!node.logged("did not take its answer"));
+
+    let mut stalled = small_window_download(&node, &big);
+    stalled.read_exact(&mut piece).unwrap();
+    node.wait_log("did not take its answer", Duration::from_secs(5));
+    // Dropped: what is left to read is what the socket buffers held, then the end.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        rest.len() < big.len() / 2,
+        "{} bytes after the stall",
+        rest.len()
+    );
 }

@@ -65,9 +65,15 @@ fn a_file_rewritten_in_place_with_its_time_put_back_is_not_served_as_its_old_id(
         .assert_error(404);
 }
 
-/// Starts a 32 MiB download (`range`: a Range header, or none), changes one byte of the file
-/// (at `at`) once the answer is flowing, and checks the download is cut before its end.
-fn cut_when_changed(range: Option<&str>, status_line: &str, at: SeekFrom) {
+/// Starts a 32 MiB download (`range`: a Range header, or none), does `change` to the file once
+/// the answer is flowing, and checks the download is cut before its end, the node says why
+/// (`logged`), and it lives on and answers.
+fn cut_under_download(
+    range: Option<&str>,
+    status_line: &str,
+    change: impl FnOnce(&std::path::Path, &[u8]),
+    logged: &str,
+) {
     use socket2::{Domain, Socket, Type};
     // 32 MiB: far more than the socket buffers hold, so the server is mid-file when it changes.
     let content: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -75,7 +81,7 @@ fn cut_when_changed(range: Option<&str>, status_line: &str, at: SeekFrom) {
     let folder = Folder::with(&[("big", &content)]);
     let group = group();
     let supernode = Launch::supernode("super", &group, 1).start();
-    let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
+    let mut node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
 
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(64 << 10).unwrap();
@@ -90,17 +96,11 @@ fn cut_when_changed(range: Option<&str>, status_line: &str, at: SeekFrom) {
         "GET /api/node/resources/{id}/content HTTP/1.1\r\nHost: x\r\n{range}Connection: close\r\n\r\n"
     )
     .unwrap();
-    // The head and the first bytes come; then one byte of the file changes.
+    // The head and the first bytes come; then the file changes.
     let mut first = vec![0u8; 64 << 10];
     stream.read_exact(&mut first).unwrap();
     assert!(first.starts_with(status_line.as_bytes()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(folder.path.join("big"))
-        .unwrap();
-    let offset = file.seek(at).unwrap() as usize;
-    file.write_all(&[content[offset] ^ 0xff]).unwrap();
-    drop(file);
+    change(&folder.path.join("big"), &content);
 
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
@@ -110,21 +110,53 @@ fn cut_when_changed(range: Option<&str>, status_line: &str, at: SeekFrom) {
         received < content.len() - 1,
         "all of it came ({received} bytes), though the file changed"
     );
-    node.wait_log("changed while it was sent", Duration::from_secs(5));
+    node.wait_log(logged, Duration::from_secs(5));
+    assert!(node.is_running(), "the node ended");
+    assert_eq!(node.get("/api/node/health").status, 200);
+}
+
+/// Changes one byte of the file at `at`.
+fn flip_byte(at: SeekFrom) -> impl FnOnce(&std::path::Path, &[u8]) {
+    move |path, content| {
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let offset = file.seek(at).unwrap() as usize;
+        file.write_all(&[content[offset] ^ 0xff]).unwrap();
+    }
 }
 
 #[test]
 fn a_file_changed_during_a_download_cuts_it_before_its_last_bytes() {
-    cut_when_changed(None, "HTTP/1.1 200 OK", SeekFrom::End(-1));
+    cut_under_download(
+        None,
+        "HTTP/1.1 200 OK",
+        flip_byte(SeekFrom::End(-1)),
+        "changed while it was sent",
+    );
 }
 
 #[test]
 fn a_file_changed_during_a_ranged_download_cuts_it_too() {
     // A byte the range already passed: the file is no longer the one hashed all the same.
-    cut_when_changed(
+    cut_under_download(
         Some("bytes=1-"),
         "HTTP/1.1 206 Partial Content",
-        SeekFrom::Start(2),
+        flip_byte(SeekFrom::Start(2)),
+        "changed while it was sent",
+    );
+}
+
+#[test]
+fn a_file_cut_short_during_a_download_ends_it_and_the_node_lives_on() {
+    // The node sends from a mapping of the file: what was cut off must fail the write, not
+    // fault the process.
+    cut_under_download(
+        None,
+        "HTTP/1.1 200 OK",
+        |path, _| {
+            let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            file.set_len(1 << 20).unwrap();
+        },
+        "shrank while it was sent",
     );
 }
 

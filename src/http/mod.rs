@@ -16,6 +16,7 @@
 
 mod conn;
 pub mod head;
+mod mapped;
 mod request;
 mod server;
 
