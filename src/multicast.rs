@@ -82,23 +82,70 @@ struct Pending {
     next_send: Instant,
 }
 
+/// A query every expected peer answers (`23`, `25`), asked again every `SEARCH_RETRY_MS` of
+/// the peers whose answer has not all come, until they all have or the time-out.
+struct Asked {
+    body: Body,
+    expected: usize,
+    deadline: Instant,
+    next_send: Instant,
+    /// Signalled when every expected peer's answer has come.
+    done: ReplyTx<()>,
+}
+
 /// A name search waiting for the parts of every expected peer's answer.
 struct PendingNames {
-    expected: usize,
+    asked: Asked,
     hits: Vec<NameHit>,
-    /// Each answering peer's parts so far, and how many it said there are.
-    parts: HashMap<String, (u16, u16)>,
+    /// Each answering peer's parts so far.
+    parts: HashMap<String, Parts>,
     complete: usize,
-    done: ReplyTx<()>,
+}
+
+/// Which parts of one peer's `24` answer have come, of how many it said there are.
+struct Parts {
+    total: u16,
+    got: u16,
+    seen: Vec<u64>,
+}
+
+impl Parts {
+    fn new(total: u16) -> Parts {
+        Parts {
+            total,
+            got: 0,
+            seen: vec![0; usize::from(total).div_ceil(64)],
+        }
+    }
+
+    /// Takes part `part` (from 1) of `total`; whether it is one not seen before. A count
+    /// that differs from the one held is a new answer (the peer's index changed before it
+    /// was asked again): counted afresh, its hits merged by id with the ones before.
+    fn take(&mut self, part: u16, total: u16) -> bool {
+        if part == 0 || part > total {
+            return false;
+        }
+        if total != self.total {
+            *self = Parts::new(total);
+        }
+        let (word, bit) = (usize::from(part - 1) / 64, (part - 1) % 64);
+        let new = self.seen[word] & (1 << bit) == 0;
+        self.seen[word] |= 1 << bit;
+        self.got += u16::from(new);
+        new
+    }
+
+    fn complete(&self) -> bool {
+        self.got == self.total
+    }
 }
 
 /// A search for every holder, waiting for every expected peer's `26`.
 struct PendingAll {
+    asked: Asked,
     id: ResourceId,
-    expected: usize,
     answered: Vec<String>,
     locations: Vec<String>,
-    done: ReplyTx<()>,
 }
 
 #[derive(Default)]
@@ -435,22 +482,6 @@ impl Inner {
         }
     }
 
-    fn query(&self, tag: u64, id: ResourceId, targets: Option<&[SocketAddr]>) {
-        let sender = Sender::Query {
-            from: self.me.clone(),
-            tag,
-        };
-        let message = Message::new(sender, Body::Query(id));
-        match targets {
-            None => self.send(message, None, To::Everyone),
-            Some(targets) => {
-                for &target in targets {
-                    self.send(message.clone(), None, To::One(target));
-                }
-            }
-        }
-    }
-
     /// Announces this supernode's summary version (when summaries are on and the API listens).
     fn announce(&self) {
         let Some(http) = self.api.get() else {
@@ -574,15 +605,14 @@ impl Inner {
     fn search_all(&self, id: ResourceId) -> Vec<String> {
         self.ask_everyone(
             Body::AllQuery(id),
-            |state, tag, expected, done| {
+            |state, tag, asked| {
                 state.all.insert(
                     tag,
                     PendingAll {
+                        asked,
                         id,
-                        expected,
                         answered: Vec::new(),
                         locations: Vec::new(),
-                        done,
                     },
                 );
             },
@@ -591,12 +621,12 @@ impl Inner {
     }
 
     /// Sends `body` as a tagged query that every peer answers, registered by `register`
-    /// (with its tag, the peers expected and the signal that they all answered), and waits
-    /// for that signal or the time-out; `take` removes what was gathered.
+    /// (with its tag and what [`Multicast::resend_due`] needs to ask again), and waits for
+    /// every expected peer's answer or the time-out; `take` removes what was gathered.
     fn ask_everyone<T: Default>(
         &self,
         body: Body,
-        register: impl FnOnce(&mut State, u64, usize, ReplyTx<()>),
+        register: impl FnOnce(&mut State, u64, Asked),
         take: impl FnOnce(&mut State, u64) -> Option<T>,
     ) -> T {
         if self.group_size == 1 {
@@ -604,21 +634,42 @@ impl Inner {
         }
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (done, finished) = bounded(1);
+        let now = Instant::now();
         {
             let mut state = self.state();
-            let expected = self.expected_peers(&state, Instant::now());
+            let expected = self.expected_peers(&state, now);
             if expected == 0 {
                 return T::default();
             }
-            register(&mut state, tag, expected, done);
+            let asked = Asked {
+                body: body.clone(),
+                expected,
+                deadline: now + self.timeout,
+                next_send: now + self.retry.max(Duration::from_millis(1)),
+                done,
+            };
+            register(&mut state, tag, asked);
         }
+        self.ask(tag, body, None);
+        let _ = finished.recv_timeout(self.timeout);
+        take(&mut self.state(), tag).unwrap_or_default()
+    }
+
+    /// Sends a tagged query to `targets`, or to everyone.
+    fn ask(&self, tag: u64, body: Body, targets: Option<&[SocketAddr]>) {
         let sender = Sender::Query {
             from: self.me.clone(),
             tag,
         };
-        self.send(Message::new(sender, body), None, To::Everyone);
-        let _ = finished.recv_timeout(self.timeout);
-        take(&mut self.state(), tag).unwrap_or_default()
+        let message = Message::new(sender, body);
+        match targets {
+            None => self.send(message, None, To::Everyone),
+            Some(targets) => {
+                for &target in targets {
+                    self.send(message.clone(), None, To::One(target));
+                }
+            }
+        }
     }
 
     /// Answers a `25` with every location here that holds the id, as many as one datagram
@@ -675,6 +726,7 @@ impl Inner {
             || pending.answered.contains(from)
             || pending.answered.len() >= MAX_PEERS
         {
+            // Not ours, or an answer again to a query asked again.
             return;
         }
         pending.answered.push(from.clone());
@@ -683,8 +735,8 @@ impl Inner {
                 pending.locations.push(location);
             }
         }
-        if pending.answered.len() >= pending.expected {
-            let _ = pending.done.try_send(());
+        if pending.answered.len() >= pending.asked.expected {
+            let _ = pending.asked.done.try_send(());
         }
     }
 
@@ -699,15 +751,14 @@ impl Inner {
         };
         self.ask_everyone(
             body,
-            |state, tag, expected, done| {
+            |state, tag, asked| {
                 state.names.insert(
                     tag,
                     PendingNames {
-                        expected,
+                        asked,
                         hits: Vec::new(),
                         parts: HashMap::new(),
                         complete: 0,
-                        done,
                     },
                 );
             },
@@ -780,19 +831,23 @@ impl Inner {
         if !pending.parts.contains_key(from) && pending.parts.len() >= MAX_PEERS {
             return;
         }
-        let (got, total) = pending.parts.entry(from.clone()).or_insert((0, parts));
-        // Parts are counted, in any order; one that does not agree on the count is not.
-        if *total != parts || *got >= parts || part > parts {
+        let seen = pending
+            .parts
+            .entry(from.clone())
+            .or_insert_with(|| Parts::new(parts));
+        // Parts come in any order; one seen before (the peer was asked again) counts once.
+        let was_complete = seen.complete();
+        if !seen.take(part, parts) {
             return;
         }
-        *got += 1;
-        let complete = *got == parts;
-        let room = (MAX_NAME_HITS as usize * pending.expected).saturating_sub(pending.hits.len());
+        let now_complete = seen.complete();
+        let room =
+            (MAX_NAME_HITS as usize * pending.asked.expected).saturating_sub(pending.hits.len());
         pending.hits.extend(hits.into_iter().take(room));
-        if complete {
+        if now_complete && !was_complete {
             pending.complete += 1;
-            if pending.complete >= pending.expected {
-                let _ = pending.done.try_send(());
+            if pending.complete >= pending.asked.expected {
+                let _ = pending.asked.done.try_send(());
             }
         }
     }
@@ -855,7 +910,7 @@ impl Inner {
         }
         for (tag, id, targets, _) in &waits {
             if let Some(targets) = targets {
-                self.query(*tag, *id, targets.as_deref());
+                self.ask(*tag, Body::Query(*id), targets.as_deref());
             }
         }
         waits
@@ -959,26 +1014,92 @@ impl Inner {
     }
 
     /// Sends again the queries whose retry time came; returns the time until the next one.
+    /// A search for an id asks again whom it asked; a name or every-holder search asks again
+    /// only the peers whose answer has not all come.
     fn resend_due(&self, now: Instant) -> Duration {
         let mut due = Vec::new();
         let mut next = MAX_IDLE;
+        if self.retry.is_zero() {
+            return next;
+        }
         {
             let mut state = self.state();
-            for (&tag, pending) in state.pending.iter_mut() {
-                if self.retry.is_zero() || pending.deadline <= now {
+            let State {
+                pending,
+                names,
+                all,
+                peers,
+                ..
+            } = &mut *state;
+            for (&tag, pending) in pending.iter_mut() {
+                if pending.deadline <= now {
                     continue;
                 }
                 if pending.next_send <= now {
-                    due.push((tag, pending.id, pending.targets.clone()));
+                    due.push((tag, Body::Query(pending.id), pending.targets.clone()));
                     pending.next_send = now + self.retry;
                 }
                 next = next.min(pending.next_send - now);
             }
+            for (&tag, p) in names.iter_mut() {
+                let parts = &p.parts;
+                let answered = |peer: &str| parts.get(peer).is_some_and(Parts::complete);
+                self.again(
+                    &mut p.asked,
+                    (tag, peers, now),
+                    answered,
+                    &mut due,
+                    &mut next,
+                );
+            }
+            for (&tag, p) in all.iter_mut() {
+                let answered = |peer: &str| p.answered.iter().any(|a| a == peer);
+                self.again(
+                    &mut p.asked,
+                    (tag, peers, now),
+                    answered,
+                    &mut due,
+                    &mut next,
+                );
+            }
         }
-        for (tag, id, targets) in due {
-            self.query(tag, id, targets.as_deref());
+        for (tag, body, targets) in due {
+            self.ask(tag, body, targets.as_deref());
         }
         next
+    }
+
+    /// Adds `asked` to `due` when its retry time came, to the live peers that have not
+    /// `answered` by unicast, or to everyone when some expected peer is not known by name.
+    fn again(
+        &self,
+        asked: &mut Asked,
+        (tag, peers, now): (u64, &HashMap<String, (Instant, SocketAddr)>, Instant),
+        answered: impl Fn(&str) -> bool,
+        due: &mut Vec<(u64, Body, Option<Vec<SocketAddr>>)>,
+        next: &mut Duration,
+    ) {
+        if asked.deadline <= now {
+            return;
+        }
+        if asked.next_send <= now {
+            let live = || {
+                peers
+                    .iter()
+                    .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
+            };
+            let targets = (live().count() >= asked.expected).then(|| {
+                live()
+                    .filter(|(name, _)| !answered(name))
+                    .map(|(_, (_, addr))| *addr)
+                    .collect::<Vec<_>>()
+            });
+            if targets.as_ref().is_none_or(|t| !t.is_empty()) {
+                due.push((tag, asked.body.clone(), targets));
+            }
+            asked.next_send = now + self.retry;
+        }
+        *next = (*next).min(asked.next_send - now);
     }
 
     fn ping(&self, now: Instant) {
@@ -997,7 +1118,7 @@ impl Inner {
                 metrics.peers_silent.set(silent as i64);
             }
         }
-        self.query(PING_TAG, ResourceId([0; 32]), None);
+        self.ask(PING_TAG, Body::Query(ResourceId([0; 32])), None);
         if self.digests {
             // Removals make the summary looser; rebuilt, it is a new epoch to fetch whole.
             self.index
@@ -1269,5 +1390,24 @@ mod tests {
         // Room for the id and location only: names go, the matches stay.
         let tight = pack_hits(vec![hit("x".repeat(50).as_str())], 82);
         assert_eq!(tight[0][0].name, "");
+    }
+
+    #[test]
+    fn parts_count_once_in_any_order_and_a_new_count_starts_again() {
+        let mut parts = Parts::new(130);
+        assert!(!parts.take(0, 130) && !parts.take(131, 130));
+        for part in (1..=130).rev() {
+            assert!(parts.take(part, 130), "part {part}");
+            // Asked again, a peer sends its parts again: each counts once.
+            assert!(!parts.take(part, 130));
+            assert_eq!(parts.complete(), part == 1);
+        }
+        assert_eq!(parts.got, 130);
+        // The answer asked again has another count: it is counted afresh.
+        assert!(parts.take(2, 3) && !parts.complete());
+        assert!(parts.take(1, 3) && parts.take(3, 3) && parts.complete());
+        let mut largest = Parts::new(u16::MAX);
+        assert!(largest.take(u16::MAX, u16::MAX) && largest.take(1, u16::MAX));
+        assert_eq!(largest.got, 2);
     }
 }

@@ -61,8 +61,13 @@ fn a_file_rewritten_in_place_with_its_time_put_back_is_not_served_as_its_old_id(
     );
     let answer = node.get(&format!("/api/node/resources/{new_id}/content"));
     assert_eq!((answer.status, answer.body.as_slice()), (200, new));
-    node.get(&format!("/api/node/resources/{old_id}/content"))
-        .assert_error(404);
+    // Gone here; and from the supernode once the node's update reaches it (until then, the
+    // node asks it and may be sent to itself).
+    wait_until("the old id to be gone", Duration::from_secs(10), || {
+        let answer = node.get(&format!("/api/node/resources/{old_id}/content"));
+        assert_ne!(answer.status, 200, "served something as {old_id}");
+        answer.status == 404
+    });
 }
 
 /// Starts a 32 MiB download (`range`: a Range header, or none), does `change` to the file once

@@ -381,8 +381,11 @@ fn nft_packets(listing: &str) -> Vec<u64> {
 }
 
 /// Drill 4: nftables in host-1 drops 20% of its outgoing datagrams (both supernodes of
-/// host-1 lose queries and answers, multicast and unicast, the looped-back copies too); 100 searches at supernode1
-/// for a file only supernode2 knows: at least 99 find it.
+/// host-1 lose queries and answers, multicast and unicast, the looped-back copies too); 100
+/// searches at supernode1 for a file only supernode2 knows: at least 99 find it. Then 20
+/// name searches and 20 every-holder searches, which wait for every supernode's whole
+/// answer: at least 19 of each find it, and at most 2 wait for the time-out (a query or a
+/// part of an answer lost is asked again).
 pub fn drill_4(keying: Keying) {
     let label = keying.label();
     header(&format!(
@@ -427,6 +430,7 @@ pub fn drill_4(keying: Keying) {
         }
         times.push(answer.took);
     }
+    let (group, group_line) = drill_4_group_searches(&lab, label);
     let t_end = Instant::now();
     let counts = nft_packets(&lab.nft_list(1, "ip sp_lab_loss"));
     lab.nft(1, "delete table ip sp_lab_loss\n");
@@ -458,6 +462,48 @@ pub fn drill_4(keying: Keying) {
             lab.watch.note(t0, t_end)
         ),
     );
+    verdict(group, group_line);
+}
+
+/// Drill 4's name and every-holder searches at supernode1 for node3's file, under the loss.
+fn drill_4_group_searches(lab: &Lab, label: &str) -> (bool, String) {
+    let id3 = &lab.ids.node3[0];
+    let loc3 = lab.loc("node3");
+    let name = &lab.ids.names[id3];
+    let at = lab.url("supernode1");
+    let (by_name, every) = (
+        format!("{at}/api/supernode/search?file_name={name}"),
+        format!("{at}/api/supernode/search/{id3}?all=true"),
+    );
+    let (mut named, mut all, mut late, mut excused) = (0, 0, 0, 0);
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let answers = [lab.get(1, &by_name), lab.get(1, &every)];
+        named += usize::from(answers[0].name_locations(id3).contains(&loc3));
+        all += usize::from(answers[1].search_locations().contains(&loc3));
+        for answer in &answers {
+            worst = worst.max(answer.took);
+            // At the time-out: some supernode's whole answer never came.
+            if answer.took >= SEARCH_TIMEOUT {
+                if lab.watch.between(answer.started, answer.end()) >= Duration::from_millis(500) {
+                    excused += 1;
+                } else {
+                    late += 1;
+                }
+            }
+        }
+    }
+    (
+        named >= 19 && all >= 19 && late <= 2,
+        format!(
+            "drill 4 ({label}): under the same loss, {named}/20 name searches and {all}/20 \
+             every-holder searches at supernode1 found node3's file (want at least 19 each); \
+             {late} of the 40 waited for the time-out {} (want at most 2; {excused} more during \
+             a stall of the machine, not counted); worst {}",
+            secs(SEARCH_TIMEOUT),
+            secs3(worst)
+        ),
+    )
 }
 
 /// Drill 5: an extra supernode4 on host-2 (:5003) believes GROUP_SIZE=5 in this 4-supernode

@@ -223,6 +223,21 @@ impl Answer {
         out
     }
 
+    /// A name search answer's holders of `id` (none unless 200).
+    pub fn name_locations(&self, id: &str) -> Vec<String> {
+        let Some(doc) = self.json().filter(|_| self.status == 200) else {
+            return Vec::new();
+        };
+        let found = doc["data"].as_array().cloned().unwrap_or_default();
+        found
+            .iter()
+            .filter(|entry| entry["id"] == id)
+            .flat_map(|entry| entry["file"]["locations"].as_array().cloned())
+            .flatten()
+            .filter_map(|location| location.as_str().map(String::from))
+            .collect()
+    }
+
     /// An `alive` answer's locations (`None` unless 200 with a list).
     pub fn alive_locations(&self) -> Option<Vec<String>> {
         if self.status != 200 {
@@ -315,6 +330,8 @@ pub struct Ids {
     pub node2: Vec<String>,
     pub node3: Vec<String>,
     pub nobody: String,
+    /// Every file's name, by id.
+    pub names: BTreeMap<String, String>,
 }
 
 pub fn resources(node: &str) -> PathBuf {
@@ -345,11 +362,13 @@ impl Ids {
     fn load() -> Ids {
         let root = resources("");
         let mut by_folder: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut names = BTreeMap::new();
         for entry in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let ids = ids_in(&entry.path()).into_iter().map(|(_, id)| id);
-                by_folder.insert(name, ids.collect());
+                let folder = entry.file_name().to_string_lossy().into_owned();
+                let files = ids_in(&entry.path());
+                by_folder.insert(folder, files.iter().map(|(_, id)| id.clone()).collect());
+                names.extend(files.into_iter().map(|(name, id)| (id, name)));
             }
         }
         let only = |node: &str| -> Vec<String> {
@@ -369,6 +388,7 @@ impl Ids {
             node3: only("node3"),
             // Not the all-zero id, which the supernodes use as a ping.
             nobody: sha256(b"superpeer lab: nobody holds this"),
+            names,
         };
         assert!(
             !ids.node1.is_empty() && !ids.node2.is_empty() && ids.node3.len() >= 2,
