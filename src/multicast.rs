@@ -148,6 +148,38 @@ struct PendingAll {
     locations: Vec<String>,
 }
 
+/// A query every expected peer answers, gathering the answers.
+trait Gathering {
+    fn asked(&self) -> &Asked;
+    fn asked_mut(&mut self) -> &mut Asked;
+    /// Whether `peer`'s whole answer has come.
+    fn answered(&self, peer: &str) -> bool;
+}
+
+impl Gathering for PendingNames {
+    fn asked(&self) -> &Asked {
+        &self.asked
+    }
+    fn asked_mut(&mut self) -> &mut Asked {
+        &mut self.asked
+    }
+    fn answered(&self, peer: &str) -> bool {
+        self.parts.get(peer).is_some_and(Parts::complete)
+    }
+}
+
+impl Gathering for PendingAll {
+    fn asked(&self) -> &Asked {
+        &self.asked
+    }
+    fn asked_mut(&mut self) -> &mut Asked {
+        &mut self.asked
+    }
+    fn answered(&self, peer: &str) -> bool {
+        self.answered.iter().any(|a| a == peer)
+    }
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Pending>,
@@ -1041,26 +1073,10 @@ impl Inner {
                 }
                 next = next.min(pending.next_send - now);
             }
-            for (&tag, p) in names.iter_mut() {
-                let parts = &p.parts;
-                let answered = |peer: &str| parts.get(peer).is_some_and(Parts::complete);
-                self.again(
-                    &mut p.asked,
-                    (tag, peers, now),
-                    answered,
-                    &mut due,
-                    &mut next,
-                );
-            }
-            for (&tag, p) in all.iter_mut() {
-                let answered = |peer: &str| p.answered.iter().any(|a| a == peer);
-                self.again(
-                    &mut p.asked,
-                    (tag, peers, now),
-                    answered,
-                    &mut due,
-                    &mut next,
-                );
+            let gathering = (names.iter_mut().map(|(t, p)| (*t, p as &mut dyn Gathering)))
+                .chain(all.iter_mut().map(|(t, p)| (*t, p as &mut dyn Gathering)));
+            for (tag, pending) in gathering {
+                self.again(tag, pending, (peers, now), &mut due, &mut next);
             }
         }
         for (tag, body, targets) in due {
@@ -1069,16 +1085,18 @@ impl Inner {
         next
     }
 
-    /// Adds `asked` to `due` when its retry time came, to the live peers that have not
-    /// `answered` by unicast, or to everyone when some expected peer is not known by name.
+    /// Adds a name or every-holder query to `due` when its retry time came: to the live
+    /// peers whose answer has not all come, by unicast, or to everyone when some expected
+    /// peer is not known by name.
     fn again(
         &self,
-        asked: &mut Asked,
-        (tag, peers, now): (u64, &HashMap<String, (Instant, SocketAddr)>, Instant),
-        answered: impl Fn(&str) -> bool,
+        tag: u64,
+        pending: &mut dyn Gathering,
+        (peers, now): (&HashMap<String, (Instant, SocketAddr)>, Instant),
         due: &mut Vec<(u64, Body, Option<Vec<SocketAddr>>)>,
         next: &mut Duration,
     ) {
+        let asked = pending.asked();
         if asked.deadline <= now {
             return;
         }
@@ -1090,16 +1108,16 @@ impl Inner {
             };
             let targets = (live().count() >= asked.expected).then(|| {
                 live()
-                    .filter(|(name, _)| !answered(name))
+                    .filter(|(name, _)| !pending.answered(name))
                     .map(|(_, (_, addr))| *addr)
                     .collect::<Vec<_>>()
             });
             if targets.as_ref().is_none_or(|t| !t.is_empty()) {
                 due.push((tag, asked.body.clone(), targets));
             }
-            asked.next_send = now + self.retry;
+            pending.asked_mut().next_send = now + self.retry;
         }
-        *next = (*next).min(asked.next_send - now);
+        *next = (*next).min(pending.asked().next_send - now);
     }
 
     fn ping(&self, now: Instant) {

@@ -244,20 +244,11 @@ fn a_download_cut_half_way_resumes_through_another_node() {
 
 /// A download of `content` from `node` on a socket with a small receive window, its head read.
 fn small_window_download(node: &Proc, content: &[u8]) -> std::net::TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(16 << 10).unwrap();
-    socket.connect(&node.addr.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /api/node/resources/{}/content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        sha256(content)
-    )
-    .unwrap();
+    let id = sha256(content);
+    let request = format!(
+        "GET /api/node/resources/{id}/content HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = small_window(node.addr, 16 << 10, &request);
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -79,7 +79,6 @@ fn cut_under_download(
     change: impl FnOnce(&std::path::Path, &[u8]),
     logged: &str,
 ) {
-    use socket2::{Domain, Socket, Type};
     // 32 MiB: far more than the socket buffers hold, so the server is mid-file when it changes.
     let content: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
     let id = sha256(&content);
@@ -88,19 +87,11 @@ fn cut_under_download(
     let supernode = Launch::supernode("super", &group, 1).start();
     let mut node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
 
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(64 << 10).unwrap();
-    socket.connect(&node.addr.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let range = range.map_or(String::new(), |r| format!("Range: {r}\r\n"));
-    write!(
-        stream,
+    let request = format!(
         "GET /api/node/resources/{id}/content HTTP/1.1\r\nHost: x\r\n{range}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    );
+    let mut stream = small_window(node.addr, 64 << 10, &request);
     // The head and the first bytes come; then the file changes.
     let mut first = vec![0u8; 64 << 10];
     stream.read_exact(&mut first).unwrap();

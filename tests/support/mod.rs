@@ -535,6 +535,21 @@ pub fn connect_from(addr: SocketAddr, from: &str) -> Option<std::net::TcpStream>
     Some(socket.into())
 }
 
+/// A connection to `addr` with a receive buffer of `window` bytes, so that what the client
+/// has not read backs up to the server soon, which has been sent `request` (a 20 s read
+/// time-out).
+pub fn small_window(addr: SocketAddr, window: usize, request: &str) -> std::net::TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(window).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
 /// One request on a fresh connection from 127.0.0.1: the status and how long the answer took
 /// (`None` when there was no answer within 5 s).
 pub fn probe(addr: SocketAddr, path: &str) -> (Option<u16>, Duration) {
