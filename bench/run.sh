@@ -806,11 +806,11 @@ m8_startup() {
         "openssl dgst -sha256 $(fmt "$om") ms" "$ratio" "<= 0.75 x openssl" "$(verdict "$ratio <= 0.75")"
 }
 
-# A 1 GiB file downloaded with curl from a node (read and written, the file looked at again
-# before the last piece) and from nginx (sendfile), whole and its second half as a range,
-# interleaved; medians of curl's own speed over DL_RUNS. Both servers (every nginx worker too)
-# on core 0 and curl on core 1: unpinned, a download moves by 20-40% with whether the
-# scheduler puts curl on the server's core or the other one, in both directions.
+# A 1 GiB file downloaded with curl from a node (written from a mapping of the file, 1 MiB a
+# call, the file looked at again before the last piece) and from nginx (sendfile), whole and
+# its second half as a range, interleaved; medians of curl's own speed over DL_RUNS. Both
+# servers (every nginx worker too) on core 0 and curl on core 1: unpinned, a download moves by
+# 20-40% with whether the scheduler puts curl on the server's core or the other one.
 DL_SPEED=0
 DL_BAD=0
 DL_RUNS=7
