@@ -867,16 +867,16 @@ impl Inner {
             .parts
             .entry(from.clone())
             .or_insert_with(|| Parts::new(parts));
-        // Parts come in any order; one seen before (the peer was asked again) counts once.
-        let was_complete = seen.complete();
-        if !seen.take(part, parts) {
+        // Parts come in any order; one seen before (the peer was asked again) counts once, and
+        // a whole answer is final.
+        if seen.complete() || !seen.take(part, parts) {
             return;
         }
         let now_complete = seen.complete();
         let room =
             (MAX_NAME_HITS as usize * pending.asked.expected).saturating_sub(pending.hits.len());
         pending.hits.extend(hits.into_iter().take(room));
-        if now_complete && !was_complete {
+        if now_complete {
             pending.complete += 1;
             if pending.complete >= pending.asked.expected {
                 let _ = pending.asked.done.try_send(());
