@@ -757,11 +757,11 @@ fn send_file(
 ) -> io::Result<()> {
     let mut sent = 0u64;
     while sent < len {
-        let window = Window::map(
-            &file,
-            offset + sent,
-            (len - sent).min(FILE_WINDOW as u64) as usize,
-        )?;
+        let want = (len - sent).min(FILE_WINDOW as u64) as usize;
+        let window = Window::map(&file, offset + sent, want).inspect_err(|e| {
+            // The answer's head has gone: the client sees the download cut, and this says why.
+            log::warn!("http: a file cannot be mapped to be sent ({e}); the download is cut");
+        })?;
         for piece in window.for_write().chunks(FILE_PIECE) {
             if sent + piece.len() as u64 == len && !file.metadata().is_ok_and(|m| unchanged(&m)) {
                 log::warn!("http: a file changed while it was sent; the download is cut");
