@@ -363,7 +363,8 @@ impl Multicast {
     }
 }
 
-/// The most matches one supernode sends for one name query.
+/// The most matches (an id at one holder) one supernode sends for one name query, and so the
+/// most parts its answer has.
 const MAX_NAME_HITS: u32 = 1000;
 /// The least room a `24` must leave for its matches: an id, a long location and a name.
 const MIN_HIT_ROOM: usize = 200;
@@ -818,6 +819,7 @@ impl Inner {
                     name: m.name.clone(),
                 })
             })
+            .take(MAX_NAME_HITS as usize)
             .collect();
         let sender = Sender::Reply {
             from: self.me.clone(),
@@ -853,7 +855,9 @@ impl Inner {
         let Sender::Reply { from, to, tag } = sender else {
             return;
         };
-        if *to != self.me {
+        // Every part holds a match at least (but the one empty part of no match): a count above
+        // what a peer sends is not held, nor its bitset allocated.
+        if *to != self.me || u32::from(parts) > MAX_NAME_HITS {
             return;
         }
         let mut state = self.state();
