@@ -1,0 +1,208 @@
+//! How datagrams leave and arrive: the group's socket only hears the group; the supernode's
+//! own socket (`UNICAST_PORT`) sends every datagram and hears the answers to its queries and
+//! what `PEERS` send. Under a cluster key every datagram leaves sealed.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::auth::DatagramSeals;
+use crate::config::SupernodeConfig;
+use crate::error::Error;
+use crate::id::ResourceId;
+use crate::logging::Throttle;
+use crate::metrics::{Metrics, SupernodeMetrics};
+use crate::wire::{Body, Message};
+
+use super::peers::Peers;
+
+/// Send failures are logged at most once per this period.
+const FAILURE_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum To {
+    /// The group (answers to the seed's queries, which listen there).
+    Group,
+    /// The group and every `PEERS` entry: our queries.
+    Everyone,
+    /// One supernode's own socket: answers to its queries.
+    One(SocketAddr),
+}
+
+/// A datagram's kind, as the metrics count it.
+pub(super) fn kind_of(body: &Body) -> &'static str {
+    match body {
+        Body::Query(_) => "query",
+        Body::Found(_) => "found",
+        Body::NotFound(_) => "not_found",
+        Body::AllQuery(_) => "all_query",
+        Body::AllFound { .. } => "all_found",
+        Body::NameQuery { .. } => "name_query",
+        Body::NameAnswer { .. } => "name_answer",
+        Body::Digest { .. } => "digest",
+    }
+}
+
+/// Whether a supernode on `interface` may send to `addr`: one on loopback only to loopback, so
+/// that no datagram (nor a check of a holder) leaves a cluster bound to 127.0.0.1.
+pub(super) fn reachable(interface: Ipv4Addr, addr: IpAddr) -> bool {
+    !interface.is_loopback() || addr.is_loopback()
+}
+
+/// The sockets, and what every datagram sent needs.
+pub(super) struct Transport {
+    /// The group's socket: hears the group.
+    pub(super) group_socket: UdpSocket,
+    /// The supernode's own socket: sends every datagram, and hears the answers to its queries.
+    pub(super) unicast: UdpSocket,
+    pub(super) group: SocketAddrV4,
+    pub(super) interface: Ipv4Addr,
+    /// `CLUSTER_KEY`: every datagram sent is sealed.
+    pub(super) seals: Option<DatagramSeals>,
+    /// `PEERS`: asked by unicast whatever the group is asked.
+    pub(super) peers: Peers,
+    send_failures: Throttle,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Joins the group and opens the supernode's own socket.
+    pub(super) fn open(
+        config: &SupernodeConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Transport, Error> {
+        let group_socket = open_group(config.group, config.interface).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot join multicast group {} on {}",
+                    config.group, config.interface
+                ),
+                e,
+            )
+        })?;
+        let unicast = open_unicast(config).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot open the unicast socket on {}:{}",
+                    config.interface,
+                    config.unicast_port.unwrap_or(config.group.port())
+                ),
+                e,
+            )
+        })?;
+        Ok(Transport {
+            group_socket,
+            unicast,
+            group: config.group,
+            interface: config.interface,
+            seals: config.cluster_keys.clone().map(DatagramSeals::new),
+            peers: Peers::new(&config.peers),
+            send_failures: Throttle::new(FAILURE_REPORT_PERIOD),
+            metrics,
+        })
+    }
+
+    /// The datagram counters (a supernode's metrics always have them).
+    pub(super) fn count(&self) -> Option<&SupernodeMetrics> {
+        self.metrics.supernode.as_ref()
+    }
+
+    /// Sends `message` to the group or one peer, from the supernode's own socket, sealed when
+    /// there is a cluster key (`answered`: the id a `21` answers, which its seal binds).
+    pub(super) fn send(&self, mut message: Message, answered: Option<&ResourceId>, to: To) {
+        let bytes = match &self.seals {
+            Some(seals) => seals.seal_encode(&mut message, answered),
+            None => message.encode(),
+        };
+        if let Some(metrics) = self.count() {
+            metrics.sent(kind_of(&message.body));
+        }
+        let mut sent = match to {
+            To::Group | To::Everyone => self.unicast.send_to(&bytes, self.group).map(drop),
+            To::One(addr) => self.unicast.send_to(&bytes, addr).map(drop),
+        };
+        if let To::Everyone = to {
+            for peer in self.peers.addrs() {
+                sent = sent.and(self.unicast.send_to(&bytes, peer).map(drop));
+            }
+        }
+        if let Err(e) = sent {
+            if let Some(metrics) = self.count() {
+                metrics.datagram_send_failures.inc();
+            }
+            // Reported at most every 10 s: a lossy or cut link fails many sends.
+            if let Some(failed) = self.send_failures.hit() {
+                log::warn!(
+                    "multicast: {failed} send(s) failed since the last report (the last to {}): {e}",
+                    match to {
+                        To::Group | To::Everyone => SocketAddr::V4(self.group),
+                        To::One(addr) => addr,
+                    }
+                );
+            }
+        }
+    }
+
+    /// Takes one datagram from `socket` into `buffer` (waiting at most its read time-out).
+    pub(super) fn receive(socket: &UdpSocket, buffer: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match socket.recv_from(buffer) {
+            Ok(got) => Some(got),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => {
+                log::debug!("multicast: receive failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// The supernode's own socket, on the interface address: exclusively its own (no port
+/// sharing), so what comes to it by unicast reaches it alone.
+fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
+    let open = |port: u16| -> io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket.bind(&SocketAddr::from((config.interface, port)).into())?;
+        Ok(socket)
+    };
+    let socket = match config.unicast_port {
+        Some(port) => open(port)?,
+        // The group's port unless another supernode on this address has it already.
+        None => match open(config.group.port()) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => open(0)?,
+            result => result?,
+        },
+    };
+    if !config.interface.is_unspecified() {
+        socket.set_multicast_if_v4(&config.interface)?;
+    }
+    socket.set_multicast_ttl_v4(config.ttl)?;
+    // Several supernodes on one host must hear each other.
+    socket.set_multicast_loop_v4(true)?;
+    Ok(socket.into())
+}
+
+/// The group's socket: it only hears (every datagram leaves from the supernode's own socket).
+fn open_group(group: SocketAddrV4, interface: Ipv4Addr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    // Bound to the group address, the socket hears only this group, even if another group on
+    // the same host uses the same port.
+    socket.bind(&SocketAddr::V4(group).into())?;
+    socket.join_multicast_v4(group.ip(), &interface)?;
+    Ok(socket.into())
+}
