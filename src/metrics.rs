@@ -196,6 +196,7 @@ pub struct SupernodeMetrics {
     pub datagram_send_failures: IntCounter,
     datagrams_received: IntCounterVec,
     datagrams_dropped: IntCounterVec,
+    datagrams_withheld: IntCounterVec,
     registrations: IntCounterVec,
     health_checks: IntCounterVec,
     removals: IntCounterVec,
@@ -244,7 +245,13 @@ impl SupernodeMetrics {
             datagrams_dropped: counter_vec(
                 registry,
                 "superpeer_datagrams_dropped_total",
-                "Datagrams dropped before they touched any state, by reason (malformed; under the cluster key: unsigned, wrong_mac, stale, replayed)",
+                "Datagrams dropped before they touched any state, by reason (malformed; name_bound_elsewhere, too_many_names, rate_limited; under the cluster key: unsigned, wrong_mac, stale, replayed)",
+                &["reason"],
+            ),
+            datagrams_withheld: counter_vec(
+                registry,
+                "superpeer_datagrams_withheld_total",
+                "Answers not sent to an address that has not proved it receives there, by reason (amplification: over 3 x the bytes it sent; unproven: a name answer or holder list)",
                 &["reason"],
             ),
             registrations: counter_vec(
@@ -279,7 +286,7 @@ impl SupernodeMetrics {
             peers: gauge(
                 registry,
                 "superpeer_group_peers",
-                "Other supernodes heard from on the group within the last 16 s",
+                "Other supernodes heard from within the last 16 s that proved their address (or, under a cluster key, their seal)",
             ),
             peers_silent: gauge(
                 registry,
@@ -318,6 +325,10 @@ impl SupernodeMetrics {
 
     pub fn dropped(&self, reason: &str) {
         self.datagrams_dropped.with_label_values(&[reason]).inc();
+    }
+
+    pub fn withheld(&self, reason: &str) {
+        self.datagrams_withheld.with_label_values(&[reason]).inc();
     }
 
     /// A registration (`request`: register, heartbeat, leave) accepted, or refused with `status`.

@@ -9,6 +9,8 @@
 //! | `24` | `<part>/<parts>/<id>,<location>,<name>/...` | answer: part of the matches |
 //! | `25` | resource id | query: every holder you know? |
 //! | `26` | `<id>/<location>/...` | answer: every holder here (none: just the id) |
+//! | `27` | `<host:port>/<epoch>/<version>` | my index's summary is at this version |
+//! | `28` | `bye`       | I am leaving the group          |
 //!
 //! The seed's supernodes split on `;` and need exactly three fields, so the tag that correlates
 //! a query with its answers rides inside the sender field, split by `/`:
@@ -127,6 +129,8 @@ pub enum Body {
         epoch: u64,
         version: u64,
     },
+    /// `28`: I am stopping: forget me (and my summary) now, not when I am no longer heard.
+    Leaving,
 }
 
 /// One match of a name query: who holds which id under which name.
@@ -280,6 +284,7 @@ impl Message {
                 epoch,
                 version,
             } => write!(out, ";27;{http}/{epoch:x}/{version}"),
+            Body::Leaving => write!(out, ";28;bye"),
             Body::NameAnswer { part, parts, hits } => {
                 let _ = write!(out, ";24;{part}/{parts}");
                 for hit in hits {
@@ -362,6 +367,13 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
         "27" => parse_digest(payload).ok_or_else(|| {
             WireError::BadPayload(format!("malformed digest {:?}", truncate(payload, 80)))
         })?,
+        "28" if payload == "bye" => Body::Leaving,
+        "28" => {
+            return Err(WireError::BadPayload(format!(
+                "malformed leave {:?}",
+                truncate(payload, 80)
+            )));
+        }
         other => return Err(WireError::UnknownCode(truncate(other, 16).to_string())),
     };
     let (sender, seal) = Sender::parse_sealed(sender);
@@ -498,8 +510,16 @@ mod tests {
             stamp: 0x1234,
             mac: [0xab; 16],
         });
+        let leaving = Message::new(
+            Sender::Query {
+                from: "me".into(),
+                tag: 0,
+            },
+            Body::Leaving,
+        );
         let messages = [
             query.clone(),
+            leaving,
             reply(7, Body::Found("127.0.0.1:8000".into())),
             reply(u64::MAX, Body::NotFound(ID.into())),
             sealed.clone(),

@@ -10,11 +10,10 @@ use support::*;
 
 /// Datagrams of `kind` that `proc` received, from its metrics.
 fn received(proc: &Proc, kind: &str) -> f64 {
-    let text = String::from_utf8(proc.get("/metrics").body).unwrap();
-    let series = format!("superpeer_datagrams_received_total{{kind=\"{kind}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+    metric(
+        proc,
+        &format!("superpeer_datagrams_received_total{{kind=\"{kind}\"}}"),
+    )
 }
 
 /// Waits until `asker` holds a fresh summary of `peers` other supernodes.

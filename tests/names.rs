@@ -183,13 +183,15 @@ fn ten_thousand_matches_keep_the_limit_and_small_datagrams() {
     // Every datagram of an answer is under 512 bytes, in three fields: s2 asked directly, as
     // a supernode of ours asks (its answer comes back by unicast).
     use superpeer::wire::{self, Body, Message, Sender};
+    // A name as long as a supernode's: its query buys room for the cookie (3 x its bytes).
+    const ASKER: &str = "5b0e1b8e-0d8c-4a43-9f3e-asker0000000";
     let asker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     asker
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let query = Message::new(
         Sender::Query {
-            from: "asker".into(),
+            from: ASKER.into(),
             tag: 9,
         },
         Body::NameQuery {
@@ -198,6 +200,15 @@ fn ten_thousand_matches_keep_the_limit_and_small_datagrams() {
             limit: 1000,
         },
     );
+    // An address that has not proved it receives there gets no name answer (it could be a
+    // victim's, forged): only a cookie to echo.
+    asker
+        .send_to(&query.encode(), ("127.0.0.1", s2_port))
+        .unwrap();
+    prove_address(&asker, ASKER);
+    asker
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     asker
         .send_to(&query.encode(), ("127.0.0.1", s2_port))
         .unwrap();

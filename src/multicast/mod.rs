@@ -18,7 +18,6 @@
 //! (answering from the index), [`summaries`] (the other supernodes' index summaries),
 //! [`legacy`] (checking the holders untagged answers name), [`peers`] (`PEERS`).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -41,6 +40,7 @@ mod answers;
 mod legacy;
 mod peers;
 mod searches;
+mod sources;
 mod summaries;
 mod transport;
 
@@ -48,46 +48,32 @@ pub use searches::Outcome;
 pub use summaries::SummaryHeld;
 
 use searches::{Answerer, Asked, Pending, PendingAll, PendingNames, Searches};
+use sources::{Kind, Sources};
 use transport::{To, Transport, kind_of, reachable};
 
 /// Tag of the discovery query (the all-zero id, which nobody holds): every peer answers it
 /// with a `22`, which tells us who is alive: the expected answerers when
 /// `MULTICAST_GROUP_SIZE` is unknown, and the group an operator sees on the page either way.
 const PING_TAG: u64 = 0;
-/// How often to ping (two datagrams a peer), and how long a peer counts as alive.
+/// How often to ping (two datagrams a peer).
 const PING_PERIOD: Duration = Duration::from_secs(5);
-const PEER_TTL: Duration = Duration::from_secs(16);
 /// The longest the socket thread sleeps before looking at the stop flag again.
 const MAX_IDLE: Duration = Duration::from_millis(250);
 /// Dropped datagrams are logged at most once per this period for each reason.
 const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(10);
-/// The most peers tracked: a host that sends under a thousand made-up names fills this, not
-/// the memory.
-const MAX_PEERS: usize = 1024;
 /// Name answer datagrams sent back to back before a short pause.
 const ANSWER_BURST: usize = 32;
 
-#[derive(Default)]
 struct State {
     searches: Searches,
-    /// Peers heard from lately: when, and from which address (counted as the expected
-    /// answerers when the group size is unknown; shown on the supernode's page).
-    peers: HashMap<String, (Instant, SocketAddr)>,
+    /// The peers (names bound to addresses), what each source proved and was sent, and the
+    /// rate limits: the live, proven peers are the expected answerers when the group size is
+    /// unknown, and the group the supernode's page shows.
+    sources: Sources,
     /// The holders named by untagged answers, being asked what they hold.
     checks: legacy::Checks,
     /// The other supernodes' index summaries.
     summaries: summaries::Summaries,
-}
-
-impl State {
-    /// The peers heard from within [`PEER_TTL`], by name and address.
-    fn live(&self, now: Instant) -> Vec<(&str, SocketAddr)> {
-        self.peers
-            .iter()
-            .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
-            .map(|(name, (_, addr))| (name.as_str(), *addr))
-            .collect()
-    }
 }
 
 struct Inner {
@@ -101,6 +87,8 @@ struct Inner {
     /// Datagrams dropped by the cluster key, for a throttled log line for each reason (a
     /// flood of one kind must not hide another).
     refused: [Throttle; SealError::COUNT],
+    /// Datagrams dropped in open mode (a name bound elsewhere, a rate), for a throttled line.
+    dropped: Throttle,
     state: Mutex<State>,
     /// Asks the holders that untagged answers name, and fetches summaries (within the search
     /// time-out).
@@ -136,7 +124,13 @@ impl Multicast {
             index,
             next_tag: AtomicU64::new(PING_TAG + 1),
             refused: std::array::from_fn(|_| Throttle::new(REFUSAL_REPORT_PERIOD)),
-            state: Mutex::new(State::default()),
+            dropped: Throttle::new(REFUSAL_REPORT_PERIOD),
+            state: Mutex::new(State {
+                searches: Searches::default(),
+                sources: Sources::new(config.cluster_keys.is_some()),
+                checks: legacy::Checks::default(),
+                summaries: summaries::Summaries::new(config.group_size, config.max_index),
+            }),
             checker: crate::client::agent(config.search_timeout),
             digests: config.index_digests,
             digest_keys: config
@@ -201,17 +195,14 @@ impl Multicast {
         self.inner.search_names(text, node, limit)
     }
 
-    /// The other supernodes heard from lately: name, address, and how long ago, the latest
-    /// first.
+    /// The other supernodes heard from lately that proved their address: name, address, and
+    /// how long ago, the latest first.
     pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
         let now = Instant::now();
-        let mut peers: Vec<_> = self
-            .inner
-            .state()
-            .peers
-            .iter()
-            .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
-            .map(|(name, (heard, from))| (name.clone(), *from, now - *heard))
+        let state = self.inner.state();
+        let mut peers: Vec<_> = (state.sources.heard_lately(now))
+            .filter(|(_, peer)| peer.validated)
+            .map(|(name, peer)| (name.to_string(), peer.addr, now - peer.heard))
             .collect();
         peers.sort_by_key(|peer| peer.2);
         peers
@@ -253,25 +244,50 @@ impl Inner {
         self.send(Message::new(sender, body), None, To::Everyone);
     }
 
-    /// A peer's announcement: fetches its summary when what is held is older.
-    fn on_digest(self: &Arc<Self>, sender: &Sender, http: &str, announced: (u64, u64)) {
+    /// A peer's announcement: fetches its summary when what is held is older. Only a live,
+    /// proven peer's, and without a cluster key only from the address bound to its name (the
+    /// port may differ: its API's): a summary that could not be tied to its peer so could
+    /// make searches answer 404 for what that peer holds.
+    fn on_digest(
+        self: &Arc<Self>,
+        sender: &Sender,
+        from: SocketAddr,
+        http: &str,
+        announced: (u64, u64),
+    ) {
         let Sender::Query { from: peer, .. } = sender else {
-            return;
-        };
-        let Some(http) = http
-            .parse::<SocketAddr>()
-            .ok()
-            .filter(|a| reachable(self.transport.interface, a.ip()))
-        else {
             return;
         };
         if !self.digests {
             return;
         }
-        let fetch = self
-            .state()
-            .summaries
-            .announced(peer, http, announced, MAX_PEERS);
+        let Ok(http) = http.parse::<SocketAddr>() else {
+            return;
+        };
+        let keyed = self.transport.seals.is_some();
+        let allowed = if keyed {
+            reachable(self.transport.interface, http.ip())
+        } else {
+            http.ip() == from.ip()
+        };
+        let own = self.api.get().is_some_and(|api| *api == http.to_string());
+        if !allowed || own || http.port() == 0 {
+            log::debug!(
+                "summaries: {} announced a summary at {http}, which is not its own address {from}",
+                peer.escape_debug()
+            );
+            return;
+        }
+        let now = Instant::now();
+        let fetch = {
+            let mut state = self.state();
+            if !state.sources.is_live(peer, now) {
+                return;
+            }
+            state
+                .summaries
+                .announced(peer, http, announced, sources::MAX_PEERS, now)
+        };
         if let Some(fetch) = fetch {
             self.fetch_summary(fetch);
         }
@@ -295,7 +311,7 @@ impl Inner {
                             200 => response
                                 .body_mut()
                                 .with_config()
-                                .limit(summaries::MAX_SUMMARY)
+                                .limit(fetch.limit)
                                 .read_to_vec()
                                 .map_err(|e| e.to_string()),
                             status => Err(format!("status {status}")),
@@ -306,7 +322,8 @@ impl Inner {
                         });
                     // Applied before the lock is taken: a whole summary is a megabyte or so.
                     let applied = bytes.and_then(|bytes| crate::digest::apply(fetch.held, &bytes));
-                    let mut due = inner.state().summaries.fetched(&fetch.peer, applied);
+                    let now = Instant::now();
+                    let mut due = inner.state().summaries.fetched(&fetch.peer, applied, now);
                     // This thread goes on with one; the others get threads of their own.
                     next = due.pop();
                     for other in due {
@@ -327,7 +344,7 @@ impl Inner {
         if !self.digests {
             return None;
         }
-        let live = state.live(now);
+        let live = state.sources.live(now);
         let expected = self.expected_peers(state, now);
         if live.is_empty() || live.len() < expected {
             // Someone expected is unknown (not heard yet, or a seed that never says who it is).
@@ -350,7 +367,7 @@ impl Inner {
             // `PEERS` that stopped answering are not waited for.
             (self.group_size - 1).saturating_sub(self.transport.peers.silent())
         } else {
-            state.live(now).len()
+            state.sources.live(now).len()
         }
     }
 
@@ -548,6 +565,14 @@ impl Inner {
             }
             self.receive(&transport.group_socket, &mut buffer);
         }
+        if self.group_size != 1 {
+            // Gone at once from the others' searches, not when they stop hearing it.
+            let sender = Sender::Query {
+                from: self.me.clone(),
+                tag: PING_TAG,
+            };
+            self.send(Message::new(sender, Body::Leaving), None, To::Everyone);
+        }
         if let Ok(unicast) = unicast {
             let _ = unicast.join();
         }
@@ -576,14 +601,9 @@ impl Inner {
         let (due, next) = {
             let mut state = self.state();
             let State {
-                searches, peers, ..
+                searches, sources, ..
             } = &mut *state;
-            let live: Vec<(&str, SocketAddr)> = peers
-                .iter()
-                .filter(|(_, (heard, _))| now - *heard < PEER_TTL)
-                .map(|(name, (_, addr))| (name.as_str(), *addr))
-                .collect();
-            searches.due(now, self.retry, &live, MAX_IDLE)
+            searches.due(now, self.retry, &sources.live(now), MAX_IDLE)
         };
         for (tag, body, targets) in due {
             self.ask(tag, body, targets.as_deref());
@@ -592,9 +612,7 @@ impl Inner {
     }
 
     fn ping(&self, now: Instant) {
-        self.state()
-            .peers
-            .retain(|_, (heard, _)| now - *heard < PEER_TTL);
+        self.state().sources.expire(now);
         let configured = &self.transport.peers;
         if !configured.is_empty() {
             let (now_silent, silent) = configured.ping_round();
@@ -617,9 +635,9 @@ impl Inner {
                 .maintain_digest();
             let mut state = self.state();
             let State {
-                peers, summaries, ..
+                sources, summaries, ..
             } = &mut *state;
-            summaries.retain(|peer| peers.contains_key(peer));
+            summaries.retain(|peer| sources.is_live(peer, now));
         }
         self.announce();
     }
@@ -677,35 +695,85 @@ impl Inner {
                     .set(self.transport.peers.silent() as i64);
             }
         }
-        {
+        let now = Instant::now();
+        let asker = &message.sender;
+        let heard = {
             let mut state = self.state();
-            if let Some(heard) = state.peers.get_mut(sender) {
-                *heard = (Instant::now(), from);
-            } else if state.peers.len() < MAX_PEERS {
-                state
-                    .peers
-                    .insert(sender.to_string(), (Instant::now(), from));
+            let heard =
+                (state.sources).heard(sender, from, datagram.len(), Kind::of(&message), now);
+            // A cookie's answer proves the sender's address, and is nothing more.
+            if let (Ok(_), Body::NotFound(id)) = (&heard, &message.body)
+                && (matches!(asker, Sender::Plain(_))
+                    || matches!(asker, Sender::Reply { to, .. } if *to == self.me))
+                && let Some(id) = ResourceId::parse(id)
+                && state.sources.validate(sender, from, &id, now)
+            {
+                return;
             }
+            heard
+        };
+        let heard = match heard {
+            Ok(heard) => heard,
+            Err(refused) => {
+                if let Some(metrics) = count() {
+                    metrics.dropped(refused.label());
+                }
+                if let Some(dropped) = self.dropped.hit() {
+                    log::warn!(
+                        "multicast: dropped {dropped} datagram(s) since the last report, the last from {from} ({}): {}",
+                        sender.escape_debug(),
+                        refused.label()
+                    );
+                }
+                return;
+            }
+        };
+        let reachable = reachable(self.transport.interface, from.ip());
+        if let Some(cookie) = heard.probe
+            && reachable
+        {
+            let sender = Sender::Query {
+                from: self.me.clone(),
+                tag: PING_TAG,
+            };
+            self.reply(
+                Message::new(sender, Body::Query(cookie)),
+                None,
+                To::One(from),
+                now,
+            );
         }
         // Our own kind's (tagged) queries are answered to the asker's socket, the seed's on the
         // group, where they listen.
-        let to = match &message.sender {
-            Sender::Query { .. } if reachable(self.transport.interface, from.ip()) => To::One(from),
+        let to = match asker {
+            Sender::Query { .. } if reachable => To::One(from),
             _ => To::Group,
         };
-        let asker = &message.sender;
+        // A name answer or a holder list is larger than its query: only for a proven address.
+        let big_allowed = || {
+            let allowed = matches!(to, To::Group) || heard.validated;
+            if !allowed && let Some(metrics) = count() {
+                metrics.withheld("unproven");
+            }
+            allowed
+        };
         match message.body {
             Body::Query(id) => {
                 let (answer, answered) = answers::id_query(&self.read_index(), &self.me, asker, id);
-                self.send(answer, answered.as_ref(), to);
+                self.reply(answer, answered.as_ref(), to, now);
             }
             Body::AllQuery(id) => {
                 let answer = answers::all_query(&self.read_index(), &self.me, asker, id);
-                if let Some(answer) = answer {
-                    self.send(answer, None, to);
+                if let Some(answer) = answer
+                    && big_allowed()
+                {
+                    self.reply(answer, None, to, now);
                 }
             }
             Body::NameQuery { text, node, limit } => {
+                if !big_allowed() {
+                    return;
+                }
                 let query = (text.as_str(), node.as_deref(), limit);
                 let parts = answers::name_query(&self.read_index(), &self.me, asker, query);
                 for (i, part) in parts.into_iter().enumerate() {
@@ -713,7 +781,7 @@ impl Inner {
                         // Hundreds at once would overflow the asker's receive buffer: a breath.
                         thread::sleep(Duration::from_micros(200));
                     }
-                    self.send(part, None, to);
+                    self.reply(part, None, to, now);
                 }
             }
             Body::Found(location) => self.on_found(asker, location),
@@ -747,8 +815,34 @@ impl Inner {
                 http,
                 epoch,
                 version,
-            } => self.on_digest(asker, &http, (epoch, version)),
+            } => self.on_digest(asker, from, &http, (epoch, version)),
+            Body::Leaving => {
+                let mut state = self.state();
+                if state.sources.left(sender, from) {
+                    state.summaries.forget(sender);
+                    log::info!(
+                        "multicast: {} at {from} left the group",
+                        sender.escape_debug()
+                    );
+                }
+            }
         }
+    }
+
+    /// Sends an answer (or a cookie) caused by a datagram: to an address that has not proved
+    /// itself, only within 3 x what came from it.
+    fn reply(&self, message: Message, answered: Option<&ResourceId>, to: To, now: Instant) {
+        let kind = kind_of(&message.body);
+        let bytes = self.transport.seal(message, answered);
+        if let To::One(addr) = to
+            && !self.state().sources.may_send(addr, bytes.len(), now)
+        {
+            if let Some(metrics) = self.transport.count() {
+                metrics.withheld("amplification");
+            }
+            return;
+        }
+        self.transport.send_bytes(&bytes, kind, to);
     }
 
     fn on_found(self: &Arc<Self>, sender: &Sender, location: String) {

@@ -36,6 +36,8 @@ impl Entry {
 /// The configured peers and whether they answer.
 pub(super) struct Peers {
     entries: Mutex<Vec<Entry>>,
+    /// Whether any is configured (fixed at start: asked on every send without the lock).
+    configured: bool,
 }
 
 impl Peers {
@@ -51,6 +53,7 @@ impl Peers {
             .collect();
         Peers {
             entries: Mutex::new(entries),
+            configured: !names.is_empty(),
         }
     }
 
@@ -59,7 +62,12 @@ impl Peers {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.entries().is_empty()
+        !self.configured
+    }
+
+    /// Whether `addr` is where a configured peer was last resolved to.
+    pub(super) fn has(&self, addr: SocketAddr) -> bool {
+        self.configured && self.entries().iter().any(|e| e.addr == Some(addr))
     }
 
     /// Where a datagram for everyone goes besides the group: every resolved peer, silent or not

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,6 +21,9 @@ use super::peers::Peers;
 
 /// Send failures are logged at most once per this period.
 const FAILURE_REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// The TTL of what goes to `PEERS`, which may be routers away (everything else leaves with
+/// `MULTICAST_TTL`, 1 by default: answers to the group's members stay on its network).
+const ROUTED_TTL: u32 = 64;
 
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +47,7 @@ pub(super) fn kind_of(body: &Body) -> &'static str {
         Body::NameQuery { .. } => "name_query",
         Body::NameAnswer { .. } => "name_answer",
         Body::Digest { .. } => "digest",
+        Body::Leaving => "leaving",
     }
 }
 
@@ -65,6 +69,11 @@ pub(super) struct Transport {
     pub(super) seals: Option<DatagramSeals>,
     /// `PEERS`: asked by unicast whatever the group is asked.
     pub(super) peers: Peers,
+    /// `MULTICAST_TTL`, the own socket's TTL but for what goes to `PEERS`.
+    ttl: u32,
+    /// Held while the own socket sends, when there are `PEERS`: a send to one of them raises
+    /// the TTL for its time, and no other send may leave meanwhile.
+    routed: Mutex<()>,
     send_failures: Throttle,
     metrics: Arc<Metrics>,
 }
@@ -101,6 +110,8 @@ impl Transport {
             interface: config.interface,
             seals: config.cluster_keys.clone().map(DatagramSeals::new),
             peers: Peers::new(&config.peers),
+            ttl: config.ttl,
+            routed: Mutex::new(()),
             send_failures: Throttle::new(FAILURE_REPORT_PERIOD),
             metrics,
         })
@@ -111,25 +122,39 @@ impl Transport {
         self.metrics.supernode.as_ref()
     }
 
-    /// Sends `message` to the group or one peer, from the supernode's own socket, sealed when
-    /// there is a cluster key (`answered`: the id a `21` answers, which its seal binds).
-    pub(super) fn send(&self, mut message: Message, answered: Option<&ResourceId>, to: To) {
-        let bytes = match &self.seals {
+    /// The bytes of `message`, sealed when there is a cluster key (`answered`: the id a `21`
+    /// answers, which its seal binds).
+    pub(super) fn seal(&self, mut message: Message, answered: Option<&ResourceId>) -> Vec<u8> {
+        match &self.seals {
             Some(seals) => seals.seal_encode(&mut message, answered),
             None => message.encode(),
-        };
+        }
+    }
+
+    /// Sends `message` to the group or one peer, from the supernode's own socket, sealed when
+    /// there is a cluster key.
+    pub(super) fn send(&self, message: Message, answered: Option<&ResourceId>, to: To) {
+        let kind = kind_of(&message.body);
+        let bytes = self.seal(message, answered);
+        self.send_bytes(&bytes, kind, to);
+    }
+
+    /// Sends a datagram of `kind` already sealed.
+    pub(super) fn send_bytes(&self, bytes: &[u8], kind: &'static str, to: To) {
         if let Some(metrics) = self.count() {
-            metrics.sent(kind_of(&message.body));
+            metrics.sent(kind);
         }
-        let mut sent = match to {
-            To::Group | To::Everyone => self.unicast.send_to(&bytes, self.group).map(drop),
-            To::One(addr) => self.unicast.send_to(&bytes, addr).map(drop),
-        };
-        if let To::Everyone = to {
-            for peer in self.peers.addrs() {
-                sent = sent.and(self.unicast.send_to(&bytes, peer).map(drop));
+        let sent = match to {
+            To::Group => self.send_to(bytes, SocketAddr::V4(self.group), false),
+            To::One(addr) => self.send_to(bytes, addr, self.peers.has(addr)),
+            To::Everyone => {
+                let mut sent = self.send_to(bytes, SocketAddr::V4(self.group), false);
+                for peer in self.peers.addrs() {
+                    sent = sent.and(self.send_to(bytes, peer, true));
+                }
+                sent
             }
-        }
+        };
         if let Err(e) = sent {
             if let Some(metrics) = self.count() {
                 metrics.datagram_send_failures.inc();
@@ -145,6 +170,22 @@ impl Transport {
                 );
             }
         }
+    }
+
+    /// One send from the own socket; `routed`: to a `PEERS` entry, with [`ROUTED_TTL`].
+    fn send_to(&self, bytes: &[u8], addr: SocketAddr, routed: bool) -> io::Result<()> {
+        if self.peers.is_empty() {
+            // No send ever changes the TTL: nothing to wait for.
+            return self.unicast.send_to(bytes, addr).map(drop);
+        }
+        let _alone = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !routed {
+            return self.unicast.send_to(bytes, addr).map(drop);
+        }
+        self.unicast.set_ttl(ROUTED_TTL)?;
+        let sent = self.unicast.send_to(bytes, addr).map(drop);
+        self.unicast.set_ttl(self.ttl)?;
+        sent
     }
 
     /// Takes one datagram from `socket` into `buffer` (waiting at most its read time-out).
@@ -189,6 +230,8 @@ fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
         socket.set_multicast_if_v4(&config.interface)?;
     }
     socket.set_multicast_ttl_v4(config.ttl)?;
+    // Unicast answers to the group's members go no further than the group's datagrams.
+    socket.set_ttl(config.ttl)?;
     // Several supernodes on one host must hear each other.
     socket.set_multicast_loop_v4(true)?;
     Ok(socket.into())

@@ -606,6 +606,55 @@ pub fn post_from(addr: SocketAddr, from: &str, path: &str, body: &[u8]) -> (u16,
     (status, body)
 }
 
+/// Answers the cookie a supernode sends to `socket` (a `20` for an id made up for that name
+/// and address) as a supernode of ours does, under the name `me`: from then on the address has
+/// proved to it that it receives there. Panics when no cookie comes within 5 s.
+pub fn prove_address(socket: &UdpSocket, me: &str) {
+    use superpeer::wire::{self, Body, Message, Sender};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buffer = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while Instant::now() < deadline {
+        let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        if let Ok(Message {
+            sender: Sender::Query { from: prober, tag },
+            body: Body::Query(id),
+            ..
+        }) = wire::parse(&buffer[..len])
+        {
+            let sender = Sender::Reply {
+                from: me.into(),
+                to: prober,
+                tag,
+            };
+            let answer = Message::new(sender, Body::NotFound(id.to_string()));
+            socket.send_to(&answer.encode(), from).unwrap();
+            return;
+        }
+    }
+    panic!("no cookie came to {:?}", socket.local_addr());
+}
+
+/// The value of one `series` (a metric's name with its labels, as scraped) in `proc`'s
+/// `/metrics`; 0 when the series is not there yet.
+pub fn metric(proc: &Proc, series: &str) -> f64 {
+    let text = String::from_utf8(proc.get("/metrics").body).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// The other supernodes `supernode` counts on: heard lately, their address proven.
+pub fn peers_of(supernode: &Proc) -> usize {
+    supernode.get("/api/supernode/status").json()["data"]["peers"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
 /// A member of the group as the seed's supernodes are: plain sender names, three fields.
 pub struct Peer {
     socket: UdpSocket,
