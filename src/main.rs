@@ -120,6 +120,10 @@ fn get(args: Vec<String>) -> ExitCode {
                 Some(file) => output = Some(file.into()),
                 None => return fail("-o needs a file name"),
             },
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             _ if target.is_none() && !arg.starts_with('-') => target = Some(arg),
             other => return fail(&format!("get: unexpected {other:?}\n\n{USAGE}")),
         }

@@ -99,3 +99,14 @@ fn get_finds_downloads_resumes_and_checks() {
         text(&none.stderr)
     );
 }
+
+#[test]
+fn get_help_prints_the_usage() {
+    let dir = Folder::with(&[]);
+    for flag in ["--help", "-h"] {
+        let help = get(&dir.path, &[flag]);
+        assert!(help.status.success(), "{flag}: {}", text(&help.stderr));
+        let usage = text(&help.stdout);
+        assert!(usage.contains("superpeer get ID|NAME"), "{usage}");
+    }
+}
