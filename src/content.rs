@@ -101,12 +101,20 @@ pub fn disposition(name: &str) -> String {
     format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
 }
 
-/// Whether an `If-None-Match` or `If-Range` value names `etag` (or, for `If-None-Match`, is `*`).
-fn names(header: &str, etag: &str, star: bool) -> bool {
+/// Whether an `If-None-Match` list names `etag` or is `*`, by weak comparison (RFC 9110
+/// section 13.1.2: `W/"x"` matches `"x"`, since a 304 only says "what you hold will do").
+fn none_match(header: &str, etag: &str) -> bool {
     header
         .split(',')
         .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == etag || (star && tag == "*"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+/// Whether an `If-Range` validator is `etag` by strong comparison (RFC 9110 section 13.1.5):
+/// a range is glued onto bytes the client holds, so only the very same bytes may match. A weak
+/// tag, a list or a date (this server sends no `Last-Modified`) never does.
+fn range_matches(validator: &str, etag: &str) -> bool {
+    validator.trim() == etag
 }
 
 /// The answer to a download of `id`, held in `file` (opened, `metadata` read and checked
@@ -135,13 +143,13 @@ pub fn reply(
     };
     if request
         .header("If-None-Match")
-        .is_some_and(|h| names(h, &etag, true))
+        .is_some_and(|h| none_match(h, &etag))
     {
         return Ok(headers(Reply::new(304, Body::Empty)));
     }
     let range = match request.header("If-Range") {
         // A range of another version is not this one's: the whole file instead.
-        Some(validator) if !names(validator, &etag, false) => Range::Whole,
+        Some(validator) if !range_matches(validator, &etag) => Range::Whole,
         _ => parse_range(request.header("Range"), len),
     };
     let content_type = mime_guess::from_path(name)
@@ -225,10 +233,52 @@ mod tests {
 
     #[test]
     fn validators_match_the_id() {
-        assert!(names("\"abc\"", "\"abc\"", false));
-        assert!(names("W/\"x\", \"abc\"", "\"abc\"", false));
-        assert!(names("*", "\"abc\"", true));
-        assert!(!names("*", "\"abc\"", false));
-        assert!(!names("\"abd\"", "\"abc\"", true));
+        assert!(none_match("\"abc\"", "\"abc\""));
+        assert!(none_match("\"x\", \"abc\"", "\"abc\""));
+        assert!(none_match("*", "\"abc\""));
+        assert!(!none_match("\"abd\"", "\"abc\""));
+        assert!(range_matches(" \"abc\" ", "\"abc\""));
+        assert!(!range_matches("*", "\"abc\""));
+        assert!(!range_matches("\"abd\"", "\"abc\""));
+    }
+
+    #[test]
+    fn if_none_match_is_weak_and_if_range_strong() {
+        // RFC 9110 section 13.1.2: weak comparison ignores `W/`; section 13.1.5: If-Range
+        // needs a strong match, so a weak tag means "send it all" (a 200).
+        assert!(none_match("W/\"abc\"", "\"abc\""));
+        assert!(none_match("W/\"x\", W/\"abc\"", "\"abc\""));
+        assert!(!range_matches("W/\"abc\"", "\"abc\""));
+        assert!(!range_matches("\"x\", \"abc\"", "\"abc\""));
+        assert!(!range_matches("Wed, 21 Oct 2015 07:28:00 GMT", "\"abc\""));
+    }
+
+    #[test]
+    fn a_weak_if_range_gets_the_whole_file() {
+        let path = std::env::temp_dir().join(format!("superpeer-if-range-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let id = ResourceId([7; 32]);
+        let status = |validator: String| {
+            let headers = [
+                httparse::Header {
+                    name: "Range",
+                    value: b"bytes=8-",
+                },
+                httparse::Header {
+                    name: "If-Range",
+                    value: validator.as_bytes(),
+                },
+            ];
+            let mut request = Request::new(crate::http::Method::Get, "/x", b"");
+            request.headers = &headers;
+            let file = File::open(&path).unwrap();
+            let metadata = file.metadata().unwrap();
+            reply(&request, id, "x.bin", (file, metadata), Box::new(|_| true))
+                .unwrap()
+                .status
+        };
+        assert_eq!(status(format!("\"{id}\"")), 206);
+        assert_eq!(status(format!("W/\"{id}\"")), 200);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,10 +1,16 @@
-//! `superpeer get <id|name> [--via URL] [-o FILE]`: finds a resource's holders through a node
-//! or a supernode, downloads it into `FILE.part` (resuming what an earlier try left there),
-//! moves to the next holder when one fails, and keeps the file only once its SHA-256 is the
-//! id. A progress line on a terminal; nothing when standard error is not one.
+//! `superpeer get <id|name> [--via URL] [-o FILE] [--force]`: finds a resource's holders
+//! through a node or a supernode, downloads it into `FILE.part` (resuming what an earlier try
+//! left there), moves to the next holder when one fails, and keeps the file only once its
+//! SHA-256 is the id. A progress line on a terminal; nothing when standard error is not one.
+//!
+//! Everything the network says is an attacker's to choose (a holder or a supernode on the LAN
+//! may be one): a right hash proves the bytes, not the name nor the size. So a name from the
+//! network is only ever a plain, visible file name in the current folder, nothing is replaced
+//! without `--force`, what is printed has its control characters escaped, and no holder gets
+//! more bytes written than the length it stated.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{ErrorKind, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +23,8 @@ pub struct GetArgs {
     pub target: String,
     pub via: String,
     pub output: Option<PathBuf>,
+    /// Replace `output` when it exists.
+    pub force: bool,
 }
 
 /// A resource found: its id, a name for the file, every holder.
@@ -29,6 +37,8 @@ struct Found {
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
+        // A holder that accepts and never answers must not hold the client forever.
+        .timeout_recv_response(Some(Duration::from_secs(30)))
         .timeout_recv_body(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
         .max_redirects(0)
@@ -38,14 +48,17 @@ fn agent() -> ureq::Agent {
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, serde_json::Value), String> {
-    let mut response = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("{url}: {}", said(e)))?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()
         .with_config()
         .limit(64 << 20)
         .read_to_vec()
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{url}: {}", said(e)))?;
     Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
 }
 
@@ -58,6 +71,53 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `text` as it may go to a terminal: control characters, and the bidirectional overrides that
+/// reorder what a terminal shows, escaped as Rust's `escape_debug` writes them (`\u{1b}`,
+/// `\n`), so a name from the network cannot move the cursor, recolour or forge a line.
+pub fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// A path as it may be printed.
+pub fn shown(path: &Path) -> String {
+    printable(&path.display().to_string())
+}
+
+/// An error's text (it may quote what a server sent) as it may be printed.
+fn said(error: impl std::fmt::Display) -> String {
+    printable(&error.to_string())
+}
+
+/// The file name to save a resource under when the network calls it `name`: its last path
+/// part, never a path of the sender's choosing. `None` when that part is empty (the id is used
+/// instead); an error when it would land on a hidden file or a folder (a leading `.`: `.bashrc`,
+/// `.`, `..`) or holds control characters (NUL included): the user chooses with `-o`.
+fn file_name(name: &str) -> Result<Option<String>, String> {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let refused = |why: &str| {
+        Err(format!(
+            "the network names this file {last:?}, {why}; refused: choose a file name with -o"
+        ))
+    };
+    if last.is_empty() {
+        Ok(None)
+    } else if last.starts_with('.') {
+        refused("which starts with '.'")
+    } else if last.chars().any(char::is_control) {
+        refused("which holds control characters")
+    } else {
+        Ok(Some(last.to_string()))
+    }
 }
 
 /// Finds `target` (an id, or a part of a name that only one resource has) through `via`.
@@ -90,7 +150,10 @@ fn find(agent: &ureq::Agent, via: &str, target: &str) -> Result<Found, String> {
                 holders: strings(&data["info"]["locations"]),
             }),
             404 => Err(format!("nobody has {id}")),
-            other => Err(format!("{url} answered {other}: {}", body["description"])),
+            other => Err(format!(
+                "{url} answered {other}: {}",
+                said(&body["description"])
+            )),
         };
     }
     let route = if supernode { "supernode" } else { "node" };
@@ -106,7 +169,10 @@ fn find(agent: &ureq::Agent, via: &str, target: &str) -> Result<Found, String> {
     let url = format!("{via}/api/{route}/search?file_name={query}&limit=20");
     let (status, body) = get_json(agent, &url)?;
     if status != 200 {
-        return Err(format!("{url} answered {status}: {}", body["description"]));
+        return Err(format!(
+            "{url} answered {status}: {}",
+            said(&body["description"])
+        ));
     }
     let matches = body["data"].as_array().cloned().unwrap_or_default();
     let name_of = |m: &serde_json::Value| m["file"]["name"].as_str().unwrap_or("").to_string();
@@ -119,7 +185,10 @@ fn find(agent: &ureq::Agent, via: &str, target: &str) -> Result<Found, String> {
             None => {
                 let list: Vec<String> = many
                     .iter()
-                    .map(|m| format!("  {}  {}", m["id"].as_str().unwrap_or(""), name_of(m)))
+                    .map(|m| {
+                        let id = m["id"].as_str().unwrap_or("");
+                        format!("  {}  {}", printable(id), printable(&name_of(m)))
+                    })
                     .collect();
                 return Err(format!(
                     "{} resources match {target:?}; give one's id:\n{}",
@@ -171,8 +240,17 @@ impl Progress {
     }
 }
 
+/// `Content-Range: bytes <start>-<end>/<total>` as numbers.
+fn content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((start.parse().ok()?, end.parse().ok()?, total.parse().ok()?))
+}
+
 /// Downloads from `holder` into `part`, from what it holds already: `Ok(())` once the whole
-/// file is there.
+/// file is there. The holder is held to the length it states before its body (a 200's
+/// `Content-Length`, a 206's `Content-Range`): an answer without one is refused, and a body
+/// that goes on past it is an error before a byte past it is written.
 fn fetch(
     agent: &ureq::Agent,
     holder: &str,
@@ -186,50 +264,76 @@ fn fetch(
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let mut response = request.call().map_err(|e| format!("{holder}: {e}"))?;
-    let status = response.status().as_u16();
-    let (mut file, from, total) = match status {
-        206 => {
-            let total = response
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit('/').next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| format!("{holder}: a 206 without its length"))?;
-            let file = OpenOptions::new()
-                .append(true)
-                .open(part)
-                .map_err(|e| format!("{}: {e}", part.display()))?;
-            (file, have, total)
-        }
-        200 => {
-            let total = response
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            let file = File::create(part).map_err(|e| format!("{}: {e}", part.display()))?;
-            (file, 0, total)
-        }
+    let mut response = request
+        .call()
+        .map_err(|e| format!("{holder}: {}", said(e)))?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    // Where the body starts in the file, and the file's whole length.
+    let (from, total) = match response.status().as_u16() {
+        206 => match header("content-range").and_then(content_range) {
+            // The rest of the file, as asked.
+            Some((start, end, total))
+                if start == have && start <= end && end.checked_add(1) == Some(total) =>
+            {
+                (have, total)
+            }
+            _ => {
+                return Err(format!(
+                    "{holder}: a 206 whose Content-Range is not the bytes {have}- asked for"
+                ));
+            }
+        },
+        200 => match header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+            Some(total) => (0, total),
+            // Chunked, or up to the close: a body that might never end (our nodes always
+            // state a length).
+            None => {
+                return Err(format!(
+                    "{holder}: a 200 without a Content-Length (a body that may never end); refused"
+                ));
+            }
+        },
         // Everything is there already.
         416 if have > 0 => return Ok(()),
         other => return Err(format!("{holder} answered {other}")),
     };
+    let mut file = if from > 0 {
+        OpenOptions::new().append(true).open(part)
+    } else {
+        File::create(part)
+    }
+    .map_err(|e| format!("{}: {e}", shown(part)))?;
     progress.started = Instant::now();
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    // One byte more than stated is enough to know the holder lied.
+    let mut reader = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .take((total - from).saturating_add(1));
     let mut buffer = vec![0u8; 256 << 10];
     let mut done = from;
     loop {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return Err(format!("{holder}: {e} after {done} bytes")),
+            Err(e) => return Err(format!("{holder}: {} after {done} bytes", said(e))),
         };
-        file.write_all(&buffer[..n])
-            .map_err(|e| format!("{}: {e}", part.display()))?;
-        done += n as u64;
+        let fits = n.min(usize::try_from(total - done).unwrap_or(usize::MAX));
+        file.write_all(&buffer[..fits])
+            .map_err(|e| format!("{}: {e}", shown(part)))?;
+        done += fits as u64;
+        if fits < n {
+            return Err(format!(
+                "{holder}: sent more than the {total} bytes it stated; the rest was not written"
+            ));
+        }
         progress.update(done, total, from);
     }
     if done < total {
@@ -254,23 +358,78 @@ fn sha256_of(path: &Path) -> std::io::Result<ResourceId> {
     Ok(ResourceId(hasher.finalize().into()))
 }
 
+/// The name the first holder that names `id` gives it (`GET /api/node/resources/<id>`): a
+/// search answer that came from another supernode carries none.
+fn name_from_holders(agent: &ureq::Agent, id: ResourceId, holders: &[String]) -> Option<String> {
+    holders.iter().find_map(|holder| {
+        let url = format!("http://{holder}/api/node/resources/{id}");
+        let (status, body) = get_json(agent, &url).ok()?;
+        let data = &body["data"];
+        (status == 200 && data["id"].as_str() == Some(&id.to_string()))
+            .then(|| data["name"].as_str().map(String::from))
+            .flatten()
+    })
+}
+
+/// Moves the checked download to `output`: with `force` over whatever is there, otherwise
+/// never over a file, even one that appeared during the download (a hard link fails where a
+/// rename would replace).
+fn keep(part: &Path, output: &Path, force: bool) -> std::io::Result<()> {
+    if force {
+        return std::fs::rename(part, output);
+    }
+    match std::fs::hard_link(part, output) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(e),
+        // A file system without hard links (FAT): a copy into a file that must be new.
+        Err(_) => {
+            let mut to = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(output)?;
+            if let Err(e) = std::io::copy(&mut File::open(part)?, &mut to) {
+                let _ = std::fs::remove_file(output);
+                return Err(e);
+            }
+        }
+    }
+    std::fs::remove_file(part)
+}
+
 /// Runs `superpeer get`; the error is what to tell the user.
 pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
     let agent = agent();
     let found = find(&agent, &args.via, &args.target)?;
-    if found.holders.is_empty() {
+    // Only a plain host:port goes into a URL, and into what is printed.
+    let (holders, odd): (Vec<String>, Vec<String>) = found
+        .holders
+        .into_iter()
+        .partition(|holder| crate::wire::check_location(holder).is_ok());
+    let mut failures: Vec<String> = odd
+        .iter()
+        .map(|holder| format!("{holder:?}: not a host:port"))
+        .collect();
+    if holders.is_empty() && failures.is_empty() {
         return Err(format!("nobody has {}", found.id));
     }
-    let output = args.output.clone().unwrap_or_else(|| {
-        // The name's last part, never a path of the sender's choosing.
-        let name = found
-            .name
-            .as_deref()
-            .and_then(|n| n.rsplit('/').next())
-            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
-            .map_or_else(|| found.id.to_string(), String::from);
-        PathBuf::from(name)
-    });
+    let output = match &args.output {
+        // The user's choice.
+        Some(output) => output.clone(),
+        None => {
+            let name = match found.name {
+                Some(name) => Some(name),
+                None => name_from_holders(&agent, found.id, &holders),
+            };
+            let name = name.as_deref().map(file_name).transpose()?.flatten();
+            PathBuf::from(name.unwrap_or_else(|| found.id.to_string()))
+        }
+    };
+    if !args.force && output.symlink_metadata().is_ok() {
+        return Err(format!(
+            "{} exists already and is left as it is; give --force to replace it, or choose another name with -o",
+            shown(&output)
+        ));
+    }
     let part = PathBuf::from(format!("{}.part", output.display()));
     let mut progress = Progress {
         shown: std::io::stderr().is_terminal(),
@@ -278,21 +437,26 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
             .checked_sub(Duration::from_secs(1))
             .unwrap_or_else(Instant::now),
         started: Instant::now(),
-        label: output.display().to_string(),
+        label: shown(&output),
     };
-    let mut failures = Vec::new();
-    for holder in &found.holders {
+    for holder in &holders {
         // A resumed download that does not hash right is tried once more from nothing: the
         // bytes an earlier try left may be the wrong ones.
         for _ in 0..2 {
             let resumed = part.exists();
             match fetch(&agent, holder, found.id, &part, &mut progress) {
                 Ok(()) => {
-                    let got = sha256_of(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+                    let got = sha256_of(&part).map_err(|e| format!("{}: {e}", shown(&part)))?;
                     if got == found.id {
-                        std::fs::rename(&part, &output)
-                            .map_err(|e| format!("{}: {e}", output.display()))?;
-                        return Ok(output);
+                        return match keep(&part, &output, args.force) {
+                            Ok(()) => Ok(output),
+                            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(format!(
+                                "{} appeared during the download and is left as it is; the checked file is {} (give --force to replace {0})",
+                                shown(&output),
+                                shown(&part)
+                            )),
+                            Err(e) => Err(format!("{}: {e}", shown(&output))),
+                        };
                     }
                     let _ = std::fs::remove_file(&part);
                     failures.push(format!("{holder}: the bytes hash to {got}, not the id"));
@@ -310,7 +474,56 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
     Err(format!(
         "no holder gave {} (kept what came in {}):\n  {}",
         found.id,
-        part.display(),
+        shown(&part),
         failures.join("\n  ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_from_the_network_is_a_plain_visible_file_name_or_refused() {
+        assert_eq!(file_name("report.bin"), Ok(Some("report.bin".into())));
+        assert_eq!(
+            file_name("a/b/report 2025.bin"),
+            Ok(Some("report 2025.bin".into()))
+        );
+        assert_eq!(file_name("relatório"), Ok(Some("relatório".into())));
+        // Nothing to name it by: the id is used.
+        assert_eq!(file_name(""), Ok(None));
+        assert_eq!(file_name("dir/"), Ok(None));
+        for bad in [
+            ".bashrc",
+            "home/.bashrc",
+            ".",
+            "..",
+            "a/..",
+            "x\u{1b}[2J.txt",
+            "a\nb",
+            "nul\0.txt",
+            "del\u{7f}",
+        ] {
+            let refused = file_name(bad).unwrap_err();
+            assert!(refused.contains("-o"), "{refused}");
+            assert!(!refused.chars().any(char::is_control), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn printed_text_has_its_control_characters_escaped() {
+        assert_eq!(printable("plain 'name' é.txt"), "plain 'name' é.txt");
+        assert_eq!(printable("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+        assert_eq!(printable("x\u{202e}fdp.exe"), "x\\u{202e}fdp.exe");
+        assert_eq!(printable("\0\u{85}"), "\\0\\u{85}");
+    }
+
+    #[test]
+    fn content_ranges_parse_or_not() {
+        assert_eq!(content_range("bytes 5-9/10"), Some((5, 9, 10)));
+        assert_eq!(content_range("bytes */10"), None);
+        assert_eq!(content_range("bytes 5-9"), None);
+        assert_eq!(content_range("items 5-9/10"), None);
+    }
 }

@@ -7,7 +7,7 @@ use superpeer::{Config, Role, Settings, config, logging};
 
 const USAGE: &str = "usage: superpeer [supernode|node] [--config NAME|PATH]
        superpeer sign [--config NAME|PATH] METHOD PATH [BODY]
-       superpeer get ID|NAME [--via URL] [-o FILE]
+       superpeer get ID|NAME [--via URL] [-o FILE] [--force]
 
 Runs a supernode or a node of the superpeer network. Without a role, IS_SUPERNODE decides.
 --config node1 reads config/node1.env; a value with '/' or ending in .env is a path.
@@ -18,8 +18,14 @@ CLUSTER_KEY_FILE), for curl:  curl -H \"$(superpeer sign GET /api/supernode/xxx)
 
 `get` finds a resource by its id, or by a part of its name only one resource has, through a
 node or supernode (--via, default http://127.0.0.1:5000), downloads it from a holder (the
-next one if that fails, resuming FILE.part), and keeps it as FILE (default: its name) only
-once its SHA-256 is the id.";
+next one if that fails, resuming FILE.part), and keeps it as FILE only once its SHA-256 is
+the id. An existing FILE is never replaced unless --force is given.
+FILE defaults to the resource's name as the network gives it (a holder is asked when the
+answer has none), only its last path part; the id when there is no name. A name from the
+network that starts with '.' or holds control characters is refused: choose one with -o.
+A holder is held to the length it states (Content-Length, or Content-Range's total): one
+that states none (a chunked body) or sends more is dropped, and the bytes past the length
+are never written. What came from the network is printed with control characters escaped.";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -104,11 +110,12 @@ fn sign(mut args: Vec<String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `superpeer get ID|NAME [--via URL] [-o FILE]`.
+/// `superpeer get ID|NAME [--via URL] [-o FILE] [--force]`.
 fn get(args: Vec<String>) -> ExitCode {
     let mut target = None;
     let mut via = std::env::var("SUPERPEER_VIA").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
     let mut output = None;
+    let mut force = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -120,6 +127,11 @@ fn get(args: Vec<String>) -> ExitCode {
                 Some(file) => output = Some(file.into()),
                 None => return fail("-o needs a file name"),
             },
+            "--force" => force = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             _ if target.is_none() && !arg.starts_with('-') => target = Some(arg),
             other => return fail(&format!("get: unexpected {other:?}\n\n{USAGE}")),
         }
@@ -131,10 +143,11 @@ fn get(args: Vec<String>) -> ExitCode {
         target,
         via,
         output,
+        force,
     };
     match superpeer::get::run(&args) {
         Ok(path) => {
-            println!("{}", path.display());
+            println!("{}", superpeer::get::shown(&path));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
