@@ -86,6 +86,8 @@ pub enum ApiError {
     OverQuota(String),
     /// The server holds as much as it may (the index is full): retry later, or elsewhere.
     Full(String),
+    /// The client asked more of the group than its share per second: retry in a second.
+    TooManyRequests(String),
     /// The path exists but not with this method.
     MethodNotAllowed,
     /// The request head or body did not arrive within its deadline; the connection is closed.
@@ -116,7 +118,7 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::OverQuota(_) => 413,
-            ApiError::Full(_) => 429,
+            ApiError::Full(_) | ApiError::TooManyRequests(_) => 429,
             ApiError::MethodNotAllowed => 405,
             ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
@@ -138,6 +140,7 @@ impl ApiError {
             | ApiError::Forbidden(what)
             | ApiError::OverQuota(what)
             | ApiError::Full(what)
+            | ApiError::TooManyRequests(what)
             | ApiError::Unavailable(what)
             | ApiError::RequestTimeout(what)
             | ApiError::UriTooLong(what)

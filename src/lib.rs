@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod multicast;
 pub mod node;
 pub mod page;
+pub mod rate;
 pub mod resources;
 pub mod shutdown;
 pub mod supernode;

@@ -152,9 +152,11 @@ impl Reply {
             code,
         };
         let reply = Reply::new(code, Body::Json(to_json(&body)));
-        match code {
+        match error {
             // Worth another try soon: say when.
-            503 => reply.with_header("Retry-After", "1".into()),
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
+                reply.with_header("Retry-After", "1".into())
+            }
             _ => reply,
         }
     }

@@ -90,9 +90,10 @@ struct Inner {
     /// Datagrams dropped in open mode (a name bound elsewhere, a rate), for a throttled line.
     dropped: Throttle,
     state: Mutex<State>,
-    /// Asks the holders that untagged answers name, and fetches summaries (within the search
-    /// time-out).
+    /// Fetches summaries (within the search time-out).
     checker: ureq::Agent,
+    /// Asks the holders that untagged answers name (within a second).
+    holders: ureq::Agent,
     /// `INDEX_DIGESTS`: summaries are announced, fetched and used to choose whom to ask.
     digests: bool,
     /// Under a cluster key, the summaries fetched must be signed with it.
@@ -132,6 +133,7 @@ impl Multicast {
                 summaries: summaries::Summaries::new(config.group_size, config.max_index),
             }),
             checker: crate::client::agent(config.search_timeout),
+            holders: crate::client::agent(config.search_timeout.min(legacy::CHECK_TIMEOUT)),
             digests: config.index_digests,
             digest_keys: config
                 .cluster_keys
@@ -850,15 +852,19 @@ impl Inner {
             Sender::Reply { to, tag, .. } if *to == self.me => {
                 self.state().searches.found(*tag, location);
             }
-            Sender::Plain(_) => self.check_holder(location),
+            Sender::Plain(name) => self.check_holder(name, location),
             _ => {}
         }
     }
 
-    /// An untagged `21`: while any search waits, asks the holder it names what it holds, on a
-    /// thread of its own, and answers the waiting searches for those ids.
-    fn check_holder(self: &Arc<Self>, location: String) {
-        let Some(holder) = legacy::holder(&location, self.transport.interface) else {
+    /// An untagged `21` from `sender`: while any search waits, asks the holder it names what
+    /// it holds, on a thread of its own, and answers the waiting searches for those ids.
+    fn check_holder(self: &Arc<Self>, sender: &str, location: String) {
+        let own: Vec<SocketAddr> = (self.api.get().and_then(|api| api.parse().ok()))
+            .into_iter()
+            .chain(self.transport.unicast.local_addr().ok())
+            .collect();
+        let Some(holder) = legacy::holder(&location, self.transport.interface, &own) else {
             log::debug!("multicast: untagged answer {location:?} names no holder we may ask");
             return;
         };
@@ -867,11 +873,13 @@ impl Inner {
             if state.searches.ids.is_empty() {
                 return;
             }
-            match state.checks.named(holder) {
+            match state.checks.named(holder, sender, Instant::now()) {
                 legacy::Next::Start => {}
                 legacy::Next::Joined => return,
-                legacy::Next::Busy => {
-                    log::debug!("multicast: untagged answer {holder} dropped: checks busy");
+                legacy::Next::Busy | legacy::Next::Failed => {
+                    log::debug!(
+                        "multicast: untagged answer {holder} dropped: checks busy, or it failed lately"
+                    );
                     return;
                 }
             }
@@ -881,24 +889,28 @@ impl Inner {
             .name("legacy-check".into())
             .spawn(move || {
                 loop {
-                    let held = legacy::held(&inner.checker, holder);
+                    let held = legacy::held(&inner.holders, holder);
                     let mut state = inner.state();
-                    match held {
+                    let ok = match held {
                         Ok(held) => {
                             for id in state.searches.held_by(&held, &holder.to_string()) {
                                 log::debug!("multicast: untagged answer: {holder} holds {id}");
                             }
+                            true
                         }
-                        Err(e) => log::debug!("multicast: cannot ask {holder} what it holds: {e}"),
-                    }
-                    if !state.checks.ended(holder) {
+                        Err(e) => {
+                            log::debug!("multicast: cannot ask {holder} what it holds: {e}");
+                            false
+                        }
+                    };
+                    if !state.checks.ended(holder, ok, Instant::now()) {
                         break;
                     }
                 }
             });
         if started.is_err() {
             let mut state = self.state();
-            while state.checks.ended(holder) {}
+            state.checks.ended(holder, false, Instant::now());
         }
     }
 }

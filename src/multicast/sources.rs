@@ -27,6 +27,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::id::ResourceId;
+use crate::rate::Buckets;
 use crate::wire::{Body, Message, Sender};
 
 /// How long a peer not heard from stays bound (three pings, and a margin).
@@ -126,19 +127,13 @@ struct Spent {
     seen: Instant,
 }
 
-/// A token bucket.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// The peer table, the byte counts and the rate limits.
 pub(super) struct Sources {
     keyed: bool,
     cookies: Hmac<Sha256>,
     peers: HashMap<String, Peer>,
     addrs: HashMap<SocketAddr, Spent>,
-    buckets: HashMap<(IpAddr, Kind), Bucket>,
+    buckets: Buckets<(IpAddr, Kind)>,
 }
 
 /// What to do about a datagram that was let in.
@@ -160,7 +155,7 @@ impl Sources {
             cookies: Hmac::new_from_slice(&secret).expect("HMAC takes keys of any length"),
             peers: HashMap::new(),
             addrs: HashMap::new(),
-            buckets: HashMap::new(),
+            buckets: Buckets::new(MAX_SOURCES),
         }
     }
 
@@ -186,8 +181,8 @@ impl Sources {
         self.spent(from, now).received += len as u64;
         self.bind(name, from, now)?;
         let validated = self.is_validated(from);
-        if let Some((rate, burst)) = kind.limit(validated)
-            && !self.take_token(from.ip(), kind, (rate, burst), now)
+        if let Some(limit) = kind.limit(validated)
+            && !self.buckets.take((from.ip(), kind), 1.0, limit, now)
         {
             return Err(Refused::RateLimited);
         }
@@ -318,35 +313,6 @@ impl Sources {
         spent
     }
 
-    /// Takes a token of `kind` from `host`'s bucket; whether there was one.
-    fn take_token(
-        &mut self,
-        host: IpAddr,
-        kind: Kind,
-        (rate, burst): (f64, f64),
-        now: Instant,
-    ) -> bool {
-        if !self.buckets.contains_key(&(host, kind)) && self.buckets.len() >= MAX_SOURCES {
-            // A full bucket is as good as none: those are forgotten first.
-            self.buckets.retain(|_, b| now - b.at < SOURCE_IDLE);
-            if self.buckets.len() >= MAX_SOURCES {
-                return false;
-            }
-        }
-        let bucket = self.buckets.entry((host, kind)).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        bucket.tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     /// `name`, heard from `from`, says it leaves: forgotten, when it is bound there.
     pub(super) fn left(&mut self, name: &str, from: SocketAddr) -> bool {
         let bound = self.peers.get(name).is_some_and(|p| p.addr == from);
@@ -387,7 +353,7 @@ impl Sources {
         self.addrs.retain(|addr, s| {
             now - s.seen < SOURCE_IDLE || peers.values().any(|p| p.addr == *addr)
         });
-        self.buckets.retain(|_, b| now - b.at < SOURCE_IDLE);
+        self.buckets.expire(now);
     }
 }
 
