@@ -896,6 +896,8 @@ m9_listing() {
 }
 
 m11_liveness() {
+    # The farm registers its 1,000 nodes from 127.0.0.1: exactly MAX_NODES_PER_HOST's default,
+    # which is taken (raise the key here if the farm grows).
     local -a envs=("MULTICAST_LOCATION=239.77.1.6:27106" "MULTICAST_GROUP_SIZE=1"
         "MULTICAST_INTERFACE=$HOST" "LIVENESS_PERIOD_MS=5000" "LIVENESS_MISSES=2"
         "HEALTH_TIMEOUT_MS=2000" "LOG_LEVEL=debug")

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::auth::ClusterKeys;
 use crate::error::ConfigError;
+use crate::location::HostPort;
 
 /// Parses `.env` text: `KEY=VALUE` lines, `#` comments, blank lines, an optional `export `,
 /// values in single or double quotes, and ` #` comments after unquoted values.
@@ -227,8 +228,10 @@ pub struct SupernodeConfig {
     /// sends its datagrams and gets the answers to its queries. Unset: the group's port, or any
     /// free port when another supernode on this address has that; 0: any free port.
     pub unicast_port: Option<u16>,
-    /// `PEERS`: `host:port` of supernodes on other networks, where multicast does not reach;
-    /// every datagram for the group goes to each of them too, by unicast.
+    /// `PEERS`: `ip:port` or `name:port` of supernodes on other networks, where multicast does
+    /// not reach; every datagram for the group goes to each of them too, by unicast. Checked
+    /// by [`HostPort::parse`] and kept as text: an address is used as it is, a name is resolved
+    /// (and resolved again) by the supernode's own resolver.
     pub peers: Vec<String>,
     /// `INDEX_DIGESTS`: keep a summary of the index for the other supernodes, and use theirs
     /// to ask only those that may hold an id.
@@ -254,6 +257,12 @@ pub struct SupernodeConfig {
     pub max_index: usize,
     /// `MAX_NODES`: the most nodes registered at once.
     pub max_nodes: usize,
+    /// `MAX_NODES_PER_HOST`: the most nodes registered at once from one source address (the
+    /// request's, whatever the locations say).
+    pub max_nodes_per_host: usize,
+    /// `MAX_RESOURCES_PER_HOST`: the most holdings of the nodes registered from one source
+    /// address together.
+    pub max_host_resources: usize,
     /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: when set, registrations, heartbeats, leaves, manual
     /// sweeps and datagrams must be signed with it.
     pub cluster_keys: Option<ClusterKeys>,
@@ -272,8 +281,9 @@ pub struct NodeConfig {
     pub resource_path: PathBuf,
     /// `NODE_NAME`: the name registered with the supernode (default: a fresh UUID).
     pub name: Option<String>,
-    /// `NODE_LOCATION`: the `host:port` announced to the supernode (default: the bound address).
-    pub location: Option<String>,
+    /// `NODE_LOCATION`: the `ip:port` announced to the supernode, or a `name:port` resolved to
+    /// one at start-up (default: the bound address).
+    pub location: Option<HostPort>,
     /// `HEARTBEAT_MS`: time between two heartbeats to the supernode.
     pub heartbeat: Duration,
     /// `REGISTER_RETRY_MAX_MS`: the longest back-off between two registration attempts.
@@ -409,6 +419,17 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         max_node_resources: settings.number("MAX_RESOURCES_PER_NODE", 1_000_000, 0, 100_000_000)?,
         max_index: settings.number("MAX_INDEX_RESOURCES", 5_000_000, 0, 1_000_000_000)?,
         max_nodes: settings.number("MAX_NODES", 10_000, 1, 1_000_000)?,
+        // A tenth of MAX_NODES: more nodes than a LAN host runs (the liveness bench's 1,000
+        // from 127.0.0.1 are exactly this), and one host cannot take every slot.
+        max_nodes_per_host: settings.number("MAX_NODES_PER_HOST", 1_000, 1, 1_000_000)?,
+        // Two nodes of MAX_RESOURCES_PER_NODE: no LAN host holds more, the benches' million
+        // from 127.0.0.1 fits, and one host cannot take the whole MAX_INDEX_RESOURCES.
+        max_host_resources: settings.number(
+            "MAX_RESOURCES_PER_HOST",
+            2_000_000,
+            0,
+            1_000_000_000,
+        )?,
         cluster_keys: cluster_keys(settings)?,
         log_summary: settings.millis("LOG_SUMMARY_MS", 60_000, 0, MAX_MS)?,
         http,
@@ -418,26 +439,19 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
 /// The most supernodes `PEERS` may name.
 pub const MAX_PEERS: usize = 256;
 
-/// `PEERS`: a comma-separated list of `host:port` (names are resolved when used, and again
-/// periodically).
+/// `PEERS`: a comma-separated list of `ip:port` or `name:port` (names are resolved when used,
+/// and again periodically).
 fn peers(settings: &Settings) -> Result<Vec<String>, ConfigError> {
     let Some(text) = settings.get("PEERS") else {
         return Ok(Vec::new());
     };
     let mut peers: Vec<String> = Vec::new();
     for peer in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let port = peer.rsplit_once(':').and_then(|(host, port)| {
-            let port: u16 = port.parse().ok()?;
-            (!host.is_empty() && port != 0).then_some(port)
-        });
-        if port.is_none() {
-            return Err(ConfigError::new(
-                "PEERS",
-                format!("expected host:port, found {peer:?}"),
-            ));
-        }
-        if !peers.iter().any(|p| p == peer) {
-            peers.push(peer.to_string());
+        let peer = HostPort::parse(peer)
+            .map_err(|e| ConfigError::new("PEERS", e))?
+            .to_string();
+        if !peers.contains(&peer) {
+            peers.push(peer);
         }
     }
     if peers.len() > MAX_PEERS {
@@ -482,10 +496,11 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
             format!("{} is not a readable folder", resource_path.display()),
         ));
     }
-    let location = settings.get("NODE_LOCATION").map(str::to_string);
-    if let Some(location) = &location {
-        crate::wire::check_location(location).map_err(|e| ConfigError::new("NODE_LOCATION", e))?;
-    }
+    let location = settings
+        .get("NODE_LOCATION")
+        .map(HostPort::parse)
+        .transpose()
+        .map_err(|e| ConfigError::new("NODE_LOCATION", e))?;
     Ok(NodeConfig {
         supernodes,
         resource_path,
@@ -605,6 +620,8 @@ mod tests {
         assert_eq!(config.group_size, 0);
         assert_eq!(config.liveness_period, Duration::from_secs(5));
         assert_eq!(config.liveness_misses, 2);
+        assert_eq!(config.max_nodes_per_host, 1_000);
+        assert_eq!(config.max_host_resources, 2_000_000);
     }
 
     #[test]
@@ -634,6 +651,13 @@ mod tests {
             ("HTTP_WORKERS", "0"),
             ("CLUSTER_KEY", "too-short"),
             ("CLUSTER_KEY_FILE", "/no/such/key/file"),
+            ("MAX_NODES_PER_HOST", "0"),
+            ("MAX_RESOURCES_PER_HOST", "-1"),
+            // Aliases of an address are no names: refused, not handed to the resolver.
+            ("PEERS", "10.77.0.03:4321"),
+            ("PEERS", "127.0.0.1:4321,0xa.77.0.3:4321"),
+            ("PEERS", "[::ffff:10.77.0.3]:4321"),
+            ("PEERS", "peer.lan:04321"),
         ];
         for (key, value) in bad {
             let settings =
@@ -680,6 +704,65 @@ mod tests {
         );
         let err = Config::from_settings(&missing, None).unwrap_err();
         assert_eq!(err.key, "RESOURCE_PATH");
+    }
+
+    #[test]
+    fn node_location_is_a_canonical_address_or_a_name() {
+        let dir = std::env::temp_dir();
+        let node = |location: &str| {
+            let settings = Settings::from_pairs(
+                vec![
+                    kv("SUPERNODE_ENDPOINT", "http://127.0.0.1:5000/api/supernode"),
+                    kv("RESOURCE_PATH", dir.to_str().unwrap()),
+                    kv("NODE_LOCATION", location),
+                ],
+                vec![],
+            );
+            match Config::from_settings(&settings, Some(Role::Node)) {
+                Ok(Config::Node(config)) => Ok(config.location),
+                Ok(Config::Supernode(_)) => unreachable!(),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(
+            node("10.0.0.7:8000").unwrap(),
+            Some(HostPort::Addr("10.0.0.7:8000".parse().unwrap()))
+        );
+        assert_eq!(
+            node("node1.lan:8000").unwrap(),
+            Some(HostPort::Name {
+                host: "node1.lan".into(),
+                port: 8000
+            })
+        );
+        for bad in [
+            "10.0.0.07:8000",
+            "167772167:8000",
+            "node1.lan",
+            "[::ffff:10.0.0.7]:80",
+        ] {
+            assert_eq!(node(bad).unwrap_err().key, "NODE_LOCATION", "{bad}");
+        }
+    }
+
+    #[test]
+    fn peers_are_addresses_or_names_each_once() {
+        let settings = Settings::from_pairs(
+            vec![kv(
+                "PEERS",
+                "10.0.0.7:4321, b.site2.lan:4321,10.0.0.7:4321,[fd00::7]:4321",
+            )],
+            vec![],
+        );
+        let Config::Supernode(config) =
+            Config::from_settings(&settings, Some(Role::Supernode)).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            config.peers,
+            ["10.0.0.7:4321", "b.site2.lan:4321", "[fd00::7]:4321"]
+        );
     }
 
     #[test]

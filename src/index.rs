@@ -10,11 +10,13 @@
 //! - per node: its location, name, the slots it holds and their names in one text arena.
 //!
 //! A registration replaces the node's earlier list; removing a node removes its holdings and
-//! nothing else. Each registration gets a new generation number, so a liveness sweep that
+//! nothing else. What the nodes registered from each source address hold is kept counted, for
+//! the quotas per host. Each registration gets a new generation number, so a liveness sweep that
 //! started before a node registered again cannot remove the fresh registration.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +78,8 @@ impl Entry {
 struct Node {
     location: Arc<str>,
     name: String,
+    /// The address its registration came from (`None`: not known, as in a unit test).
+    source: Option<IpAddr>,
     /// The entry slot of each resource it holds; `names` has their names in the same order.
     items: Vec<u32>,
     names: Names,
@@ -232,6 +236,14 @@ pub struct NodeStatus {
     pub misses: u32,
 }
 
+/// What the nodes registered from one source address hold together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostUsage {
+    pub nodes: usize,
+    /// Holdings, counted as [`Index::size`] counts them.
+    pub holdings: usize,
+}
+
 /// A node to check in a liveness sweep: its location and the registration it had then.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -251,6 +263,8 @@ pub struct Index {
     next_generation: u64,
     /// Holdings of every node together (a resource held by two nodes counts twice).
     holdings: usize,
+    /// Per source address with a node registered from it: what its nodes hold.
+    by_host: HashMap<IpAddr, HostUsage>,
     /// The summary of the ids held, for the other supernodes ([`crate::digest`]).
     digest: Digest,
 }
@@ -273,11 +287,12 @@ impl Index {
             .expect("holdings point at registered nodes")
     }
 
-    /// Registers `location` with its resources, replacing what it registered before. Returns
-    /// `true` when it was registered already.
+    /// Registers `location` with its resources, replacing what it registered before, as sent
+    /// from `source`. Returns `true` when it was registered already.
     pub fn register<S: AsRef<str>>(
         &mut self,
         location: &str,
+        source: Option<IpAddr>,
         name: String,
         resources: impl IntoIterator<Item = (ResourceId, S)>,
     ) -> bool {
@@ -350,6 +365,11 @@ impl Index {
         folded.shrink_to_fit();
         folded_starts.shrink_to_fit();
         self.holdings += items.len();
+        if let Some(host) = source {
+            let usage = self.by_host.entry(host).or_default();
+            usage.nodes += 1;
+            usage.holdings += items.len();
+        }
         self.next_generation += 1;
         if self.digest.wants_rebuild() {
             self.rebuild_digest();
@@ -359,6 +379,7 @@ impl Index {
         self.nodes[node_slot as usize] = Some(Node {
             location,
             name,
+            source,
             items,
             names,
             folded,
@@ -388,6 +409,15 @@ impl Index {
         }
         self.free_nodes.push(node_slot);
         self.holdings -= node.items.len();
+        if let Some(host) = node.source
+            && let Some(usage) = self.by_host.get_mut(&host)
+        {
+            usage.nodes -= 1;
+            usage.holdings -= node.items.len();
+            if usage.nodes == 0 {
+                self.by_host.remove(&host);
+            }
+        }
         Some(node.items.len())
     }
 
@@ -427,6 +457,17 @@ impl Index {
             .get(location)
             .and_then(|&slot| self.nodes[slot as usize].as_ref())
             .map_or(0, |node| node.items.len())
+    }
+
+    /// What the nodes registered from `host` hold now.
+    pub fn usage_of(&self, host: IpAddr) -> HostUsage {
+        self.by_host.get(&host).copied().unwrap_or_default()
+    }
+
+    /// The address `location`'s registration came from, when it is registered.
+    pub fn source_of(&self, location: &str) -> Option<IpAddr> {
+        let slot = *self.by_location.get(location)?;
+        self.nodes[slot as usize].as_ref()?.source
     }
 
     pub fn lookup(&self, id: &ResourceId) -> Option<FileInfo> {
@@ -619,6 +660,7 @@ mod tests {
         };
         index.register(
             "a:1",
+            None,
             "alpha".into(),
             named(&[
                 (1, "Report 2024.PDF"),
@@ -628,6 +670,7 @@ mod tests {
         );
         index.register(
             "b:1",
+            None,
             "beta".into(),
             named(&[(1, "report-copy.pdf"), (4, "other")]),
         );
@@ -662,8 +705,8 @@ mod tests {
     #[test]
     fn keeps_every_holder_and_removes_only_the_node() {
         let mut index = Index::new();
-        index.register("a:1", "a".into(), files(&[1, 2]));
-        index.register("b:1", "b".into(), files(&[2, 3]));
+        index.register("a:1", None, "a".into(), files(&[1, 2]));
+        index.register("b:1", None, "b".into(), files(&[2, 3]));
         assert_eq!(index.lookup(&id(2)).unwrap().locations, ["a:1", "b:1"]);
 
         assert_eq!(index.remove_node("a:1"), Some(2));
@@ -676,8 +719,8 @@ mod tests {
     #[test]
     fn registering_again_replaces_the_list() {
         let mut index = Index::new();
-        assert!(!index.register("a:1", "a".into(), files(&[1, 2, 2])));
-        assert!(index.register("a:1", "a".into(), files(&[3])));
+        assert!(!index.register("a:1", None, "a".into(), files(&[1, 2, 2])));
+        assert!(index.register("a:1", None, "a".into(), files(&[3])));
         assert_eq!(index.lookup(&id(1)), None);
         assert_eq!(index.lookup(&id(2)), None);
         assert_eq!(index.lookup(&id(3)).unwrap().locations, ["a:1"]);
@@ -687,7 +730,7 @@ mod tests {
     #[test]
     fn removal_at_the_second_miss_and_never_of_a_newer_registration() {
         let mut index = Index::new();
-        index.register("a:1", "a".into(), files(&[1]));
+        index.register("a:1", None, "a".into(), files(&[1]));
         let old = index.registrations().pop().unwrap();
         let rule = MissRule {
             max_misses: 2,
@@ -706,9 +749,9 @@ mod tests {
         assert_eq!(index.record_check(&old, false, rule, at(15)), Some(1));
         assert!(!index.is_registered("a:1"));
 
-        index.register("a:1", "a".into(), files(&[1]));
+        index.register("a:1", None, "a".into(), files(&[1]));
         let current = index.registrations().pop().unwrap();
-        index.register("a:1", "a".into(), files(&[1]));
+        index.register("a:1", None, "a".into(), files(&[1]));
         let once = MissRule {
             max_misses: 1,
             ..rule
@@ -724,15 +767,57 @@ mod tests {
     #[test]
     fn holdings_are_counted_through_registrations_and_removals() {
         let mut index = Index::new();
-        index.register("a:1", "a".into(), files(&[1, 2, 3]));
-        index.register("b:1", "b".into(), files(&[3, 4]));
+        index.register("a:1", None, "a".into(), files(&[1, 2, 3]));
+        index.register("b:1", None, "b".into(), files(&[3, 4]));
         assert_eq!(index.size(), (5, 2));
         assert_eq!(index.holdings_of("a:1"), 3);
-        index.register("a:1", "a".into(), files(&[1]));
+        index.register("a:1", None, "a".into(), files(&[1]));
         assert_eq!(index.size(), (3, 2));
         index.remove_node("b:1");
         assert_eq!(index.size(), (1, 1));
         assert_eq!(index.holdings_of("b:1"), 0);
+    }
+
+    #[test]
+    fn what_each_source_host_holds_is_counted() {
+        let mut index = Index::new();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        index.register("10.0.0.1:1", Some(a), "x".into(), files(&[1, 2, 3]));
+        index.register("10.0.0.1:2", Some(a), "y".into(), files(&[3, 4]));
+        index.register("10.0.0.2:1", Some(b), "z".into(), files(&[5]));
+        assert_eq!(
+            index.usage_of(a),
+            HostUsage {
+                nodes: 2,
+                holdings: 5
+            }
+        );
+        assert_eq!(index.source_of("10.0.0.1:2"), Some(a));
+        // Registered again from another address (NAT, SOURCE_CHECK off): it counts there now.
+        index.register("10.0.0.1:2", Some(b), "y".into(), files(&[4]));
+        assert_eq!(
+            index.usage_of(a),
+            HostUsage {
+                nodes: 1,
+                holdings: 3
+            }
+        );
+        assert_eq!(
+            index.usage_of(b),
+            HostUsage {
+                nodes: 2,
+                holdings: 2
+            }
+        );
+        index.remove_node("10.0.0.1:1");
+        assert_eq!(index.usage_of(a), HostUsage::default());
+        assert!(
+            !index.by_host.contains_key(&a),
+            "no entry is kept for a host with no node"
+        );
+        index.register("10.0.0.3:1", None, "w".into(), files(&[6]));
+        assert_eq!(index.by_host.len(), 1);
+        assert_eq!(index.size(), (3, 3));
     }
 
     #[test]
@@ -761,7 +846,7 @@ mod tests {
                 let ids: Vec<u8> = (0..50u8)
                     .map(|i| i.wrapping_mul(node + 1).wrapping_add(round))
                     .collect();
-                index.register(&format!("n{node}:1"), format!("n{node}"), files(&ids));
+                index.register(&format!("n{node}:1"), None, format!("n{node}"), files(&ids));
             }
             index.remove_node("n1:1");
             index.remove_node("n3:1");

@@ -29,6 +29,7 @@ pub mod http;
 pub mod id;
 pub mod index;
 pub mod liveness;
+pub mod location;
 pub mod logging;
 pub mod metrics;
 pub mod multicast;

@@ -6,6 +6,7 @@
 //! registered again.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
@@ -15,10 +16,11 @@ use serde::Serialize;
 
 use crate::client::{Announcement, Registrar, Upstream};
 use crate::config::NodeConfig;
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, ConfigError, Error};
 use crate::http::{Body, HttpServer, Method, Reply, Request, Service};
 use crate::id::ResourceId;
 use crate::index::FileInfo;
+use crate::location::HostPort;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::resources::{self, Catalog, ResourceInfo};
@@ -345,20 +347,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         shutdown.clone(),
         service.metrics.http.clone(),
     )?;
-    let location = match &config.location {
-        Some(location) => location.clone(),
-        None if http.addr.ip().is_unspecified() => {
-            return Err(crate::error::ConfigError::new(
-                "NODE_LOCATION",
-                format!(
-                    "required when LHOST is {}: other hosts cannot reach that address",
-                    http.addr.ip()
-                ),
-            )
-            .into());
-        }
-        None => http.addr.to_string(),
-    };
+    let location = registered_location(config.location.as_ref(), http.addr)?.to_string();
     log::info!("node listening on http://{} as {location}", http.addr);
 
     let name = config
@@ -449,6 +438,51 @@ impl Rescan {
     }
 }
 
+/// The `ip:port` the node registers: `NODE_LOCATION`'s address, or what its name resolves to
+/// now (the operator's resolver, once, at start-up: the supernode takes no names), or the
+/// address the API is bound to.
+fn registered_location(
+    configured: Option<&HostPort>,
+    bound: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = match configured {
+        Some(HostPort::Addr(addr)) => return Ok(*addr),
+        Some(HostPort::Name { host, port }) => (host, *port),
+        None if bound.ip().is_unspecified() => {
+            return Err(ConfigError::new(
+                "NODE_LOCATION",
+                format!(
+                    "required when LHOST is {}: other hosts cannot reach that address",
+                    bound.ip()
+                ),
+            ));
+        }
+        // As the supernode reads it (an IPv4 address bound as IPv6 is written as IPv4).
+        None => return Ok(SocketAddr::new(bound.ip().to_canonical(), bound.port())),
+    };
+    let resolved: Vec<IpAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::new("NODE_LOCATION", format!("cannot resolve {host}: {e}")))?
+        .map(|addr| addr.ip().to_canonical())
+        .filter(|ip| !ip.is_unspecified() && !ip.is_multicast())
+        .collect();
+    // One of the bound address's family when there is one: that is where the API listens.
+    let ip = resolved
+        .iter()
+        .find(|ip| ip.is_ipv4() == bound.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| {
+            ConfigError::new(
+                "NODE_LOCATION",
+                format!("{host} resolves to no address of a host"),
+            )
+        })?;
+    let addr = SocketAddr::new(ip, port);
+    log::info!("NODE_LOCATION {host}:{port} resolves to {addr}: registering that");
+    Ok(addr)
+}
+
 fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
     #[derive(Serialize)]
     struct Registration<'a> {
@@ -469,4 +503,48 @@ fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
 pub(crate) fn dedup(ids: Vec<ResourceId>) -> Vec<ResourceId> {
     let mut seen = HashSet::with_capacity(ids.len());
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registered_location_is_an_address_in_its_one_spelling() {
+        let bound: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        assert_eq!(registered_location(None, bound), Ok(bound));
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:8000".parse().unwrap();
+        assert_eq!(registered_location(None, mapped), Ok(bound));
+        let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        assert_eq!(
+            registered_location(None, any).unwrap_err().key,
+            "NODE_LOCATION"
+        );
+        let given = HostPort::Addr("10.0.0.7:9000".parse().unwrap());
+        assert_eq!(
+            registered_location(Some(&given), any),
+            Ok("10.0.0.7:9000".parse().unwrap())
+        );
+        // A name is the operator's to resolve: localhost is 127.0.0.1 (or ::1) everywhere.
+        let name = HostPort::Name {
+            host: "localhost".into(),
+            port: 9000,
+        };
+        let resolved = registered_location(Some(&name), bound).unwrap();
+        assert!(resolved.ip().is_loopback(), "{resolved}");
+        assert_eq!(resolved.port(), 9000);
+        assert_eq!(
+            crate::location::parse(&resolved.to_string()),
+            Ok(resolved),
+            "what the node registers is what the supernode takes"
+        );
+        let nowhere = HostPort::Name {
+            host: "no-such-host.invalid".into(),
+            port: 9000,
+        };
+        assert_eq!(
+            registered_location(Some(&nowhere), bound).unwrap_err().key,
+            "NODE_LOCATION"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -164,7 +164,69 @@ struct Admission {
     max_node_resources: usize,
     max_index: usize,
     max_nodes: usize,
+    max_nodes_per_host: usize,
+    max_host_resources: usize,
     refusals: Throttle,
+}
+
+impl Admission {
+    /// Whether `index` takes a registration of `count` resources for `location` from
+    /// `source`, in its place of any earlier one: the refusal when not. Called under the
+    /// index's write lock, before anything changes, so a refusal costs nothing indexed.
+    fn check(
+        &self,
+        index: &Index,
+        location: &str,
+        source: Option<IpAddr>,
+        count: usize,
+    ) -> Result<(), ApiError> {
+        if count > self.max_node_resources {
+            return Err(ApiError::OverQuota(format!(
+                "{count} resources; a node may register at most {} (MAX_RESOURCES_PER_NODE)",
+                self.max_node_resources
+            )));
+        }
+        if source.is_some() && count > self.max_host_resources {
+            return Err(ApiError::OverQuota(format!(
+                "{count} resources; the nodes of one host may register at most {} (MAX_RESOURCES_PER_HOST)",
+                self.max_host_resources
+            )));
+        }
+        let (holdings, nodes) = index.size();
+        let current = index.holdings_of(location);
+        if !index.is_registered(location) && nodes >= self.max_nodes {
+            return Err(ApiError::Full(format!(
+                "{nodes} nodes are registered, the most this supernode takes (MAX_NODES)"
+            )));
+        }
+        if holdings - current + count > self.max_index {
+            return Err(ApiError::Full(format!(
+                "the index holds {holdings} resources and takes at most {} (MAX_INDEX_RESOURCES)",
+                self.max_index
+            )));
+        }
+        let Some(host) = source else {
+            return Ok(());
+        };
+        // What the location holds counts for its host only when it registered from there
+        // (behind NAT a node may come back from another address).
+        let usage = index.usage_of(host);
+        let here = index.source_of(location) == Some(host);
+        if !here && usage.nodes >= self.max_nodes_per_host {
+            return Err(ApiError::Full(format!(
+                "{} nodes are registered from {host}, the most one host may register (MAX_NODES_PER_HOST)",
+                usage.nodes
+            )));
+        }
+        let held = usage.holdings - if here { current } else { 0 };
+        if held + count > self.max_host_resources {
+            return Err(ApiError::Full(format!(
+                "the nodes registered from {host} hold {} resources; one host's may hold at most {} (MAX_RESOURCES_PER_HOST)",
+                usage.holdings, self.max_host_resources
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A registration body; names are borrowed from the body where they can be (no escapes), so a
@@ -185,11 +247,11 @@ pub struct RegisterResource<'a> {
     pub name: Cow<'a, str>,
 }
 
-/// A registration as the supernode accepts it: the JSON well formed, the location a
-/// `host:port`, the name defaulting to the location.
+/// A registration as the supernode accepts it: the JSON well formed, the location an
+/// `ip:port` in its one spelling, the name defaulting to the location.
 pub struct Registration<'a> {
     pub name: String,
-    pub location: String,
+    pub location: SocketAddr,
     pub resources: Vec<RegisterResource<'a>>,
 }
 
@@ -198,16 +260,21 @@ pub struct Registration<'a> {
 pub fn parse_registration(body: &[u8]) -> Result<Registration<'_>, ApiError> {
     let body: RegisterBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    wire::check_location(&body.location).map_err(ApiError::BadRequest)?;
+    let location = parse_location(&body.location)?;
     let name = body
         .name
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| body.location.clone());
+        .unwrap_or_else(|| location.to_string());
     Ok(Registration {
         name,
-        location: body.location,
+        location,
         resources: body.resources,
     })
+}
+
+/// A location from a request, strictly `ip:port` ([`crate::location::parse`]); never resolved.
+fn parse_location(text: &str) -> Result<SocketAddr, ApiError> {
+    crate::location::parse(text).map_err(ApiError::BadRequest)
 }
 
 /// A heartbeat or a leave: `{"location": "host:port"}`.
@@ -374,13 +441,13 @@ impl SupernodeService {
             (["digest"], Method::Get) => self.digest(request),
             (["alive"], Method::Post) => {
                 let beat: NodeLocation = request.json()?;
-                self.check_source(request, &beat.location)?;
-                if self.read_index().is_registered(&beat.location) {
+                let location = parse_location(&beat.location)?;
+                self.check_source(request, location)?;
+                if self.read_index().is_registered(&location.to_string()) {
                     Ok(Reply::no_content())
                 } else {
                     Err(ApiError::NotFound(format!(
-                        "node {} is not registered here; register again",
-                        beat.location
+                        "node {location} is not registered here; register again"
                     )))
                 }
             }
@@ -395,21 +462,21 @@ impl SupernodeService {
             }
             (["leave"], Method::Post) => {
                 let leaving: NodeLocation = request.json()?;
-                self.check_source(request, &leaving.location)?;
+                let location = parse_location(&leaving.location)?;
+                self.check_source(request, location)?;
                 let removed = self
                     .index
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove_node(&leaving.location);
+                    .remove_node(&location.to_string());
                 match removed {
                     Some(held) => {
                         self.supernode_metrics().removed("leave");
-                        log::info!("node {} left ({held} resources)", leaving.location);
+                        log::info!("node {location} left ({held} resources)");
                         Ok(Reply::no_content())
                     }
                     None => Err(ApiError::NotFound(format!(
-                        "node {} is not registered here",
-                        leaving.location
+                        "node {location} is not registered here"
                     ))),
                 }
             }
@@ -511,45 +578,23 @@ impl SupernodeService {
     fn register(&self, request: &Request) -> Result<Reply, ApiError> {
         let Registration {
             name,
-            location,
+            location: addr,
             resources,
         } = parse_registration(request.body)?;
-        self.check_source(request, &location)?;
+        self.check_source(request, addr)?;
+        let location = addr.to_string();
+        // The quotas per host count by where the request came from, whatever the location
+        // says (with SOURCE_CHECK off, a whole NAT is one host).
+        let source = request.peer.map(|peer| peer.ip().to_canonical());
         let count = resources.len();
-        let rules = &self.admission;
-        if count > rules.max_node_resources {
-            return Err(self.refused(
-                &location,
-                ApiError::OverQuota(format!(
-                    "{count} resources; a node may register at most {} (MAX_RESOURCES_PER_NODE)",
-                    rules.max_node_resources
-                )),
-            ));
-        }
         let resources = resources.into_iter().map(|r| (r.id, r.name));
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        // Checked under the same lock as the registration, and before anything changes: a
-        // refused registration leaves the node's earlier list (and everyone else's) as it was.
-        let (holdings, nodes) = index.size();
-        let current = index.holdings_of(&location);
-        let full = if current == 0 && !index.is_registered(&location) && nodes >= rules.max_nodes {
-            Some(format!(
-                "{nodes} nodes are registered, the most this supernode takes (MAX_NODES)"
-            ))
-        } else if holdings - current + count > rules.max_index {
-            Some(format!(
-                "the index holds {holdings} resources and takes at most {} (MAX_INDEX_RESOURCES)",
-                rules.max_index
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = full {
+        if let Err(refusal) = self.admission.check(&index, &location, source, count) {
             drop(index);
-            return Err(self.refused(&location, ApiError::Full(why)));
+            return Err(self.refused(&location, refusal));
         }
         let grown = index.digest().version();
-        let again = index.register(&location, name.clone(), resources);
+        let again = index.register(&location, source, name.clone(), resources);
         let grown = index.digest().version() != grown;
         drop(index);
         if grown {
@@ -592,29 +637,22 @@ impl SupernodeService {
         Ok(Reply::typed(bytes, "application/octet-stream"))
     }
 
-    /// With `SOURCE_CHECK` on, only `host` may speak for `host:port`: its own address, or one
-    /// that its name resolves to.
-    fn check_source(&self, request: &Request, location: &str) -> Result<(), ApiError> {
-        wire::check_location(location).map_err(ApiError::BadRequest)?;
+    /// With `SOURCE_CHECK` on, only `ip` may speak for `ip:port`. The location is an address
+    /// in its one spelling ([`crate::location::parse`]), so this is one comparison, and no
+    /// request ever makes the supernode ask the resolver.
+    fn check_source(&self, request: &Request, location: SocketAddr) -> Result<(), ApiError> {
         let Some(peer) = request.peer.filter(|_| self.admission.source_check) else {
             return Ok(());
         };
         let peer = peer.ip().to_canonical();
-        let host = location.rsplit_once(':').map_or(location, |(host, _)| host);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let allowed = match host.parse::<IpAddr>() {
-            Ok(ip) => ip.to_canonical() == peer,
-            Err(_) => (host, 0)
-                .to_socket_addrs()
-                .is_ok_and(|mut addrs| addrs.any(|a| a.ip().to_canonical() == peer)),
-        };
-        if allowed {
+        if location.ip() == peer {
             return Ok(());
         }
         Err(self.refused(
-            location,
+            &location.to_string(),
             ApiError::Forbidden(format!(
-                "only {host} may speak for {location}; this request came from {peer} (SOURCE_CHECK)"
+                "only {} may speak for {location}; this request came from {peer} (SOURCE_CHECK)",
+                location.ip()
             )),
         ))
     }
@@ -790,6 +828,8 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
             max_node_resources: config.max_node_resources,
             max_index: config.max_index,
             max_nodes: config.max_nodes,
+            max_nodes_per_host: config.max_nodes_per_host,
+            max_host_resources: config.max_host_resources,
             refusals: Throttle::new(Duration::from_secs(10)),
         },
         keys: config.cluster_keys.clone(),

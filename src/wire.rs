@@ -440,7 +440,8 @@ fn parse_name_answer(payload: &str) -> Option<Body> {
 
 /// Checks a `host:port` location: a host of letters, digits, `.`, `-`, `_` (or an IPv6
 /// address in brackets), and a port from 1 to 65535. Nothing that could break the wire format
-/// (`;`) or a URL (`/`, spaces) gets through.
+/// (`;`) or a URL (`/`, spaces) gets through. For datagrams, where the seed's supernodes may
+/// name a holder by its host name; a location in a request is read by [`crate::location::parse`].
 pub fn check_location(location: &str) -> Result<(), String> {
     let bad = || format!("location {:?} is not host:port", truncate(location, 80));
     let (host, port) = location.rsplit_once(':').ok_or_else(bad)?;
