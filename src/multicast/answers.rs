@@ -196,7 +196,7 @@ mod tests {
         let mut index = Index::new();
         for (location, content, name) in files {
             let id = sha(content);
-            index.register(location, location.to_string(), [(id, *name)]);
+            index.register(location, None, location.to_string(), [(id, *name)]);
         }
         index
     }
