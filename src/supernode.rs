@@ -40,6 +40,61 @@ pub struct SupernodeService {
     started: Instant,
     /// `MULTICAST_LOCATION`, for the status page.
     group: String,
+    /// What each client may ask of the other supernodes.
+    fan_out: FanOut,
+}
+
+/// What one client (a source host) may ask of the other supernodes each second: the searches
+/// that ask every one of them (by name, every holder) and the ids a list asks remotely. A
+/// search for one id is not limited: it costs the group one query, as the seed's did. A
+/// supernode alone in its group (`MULTICAST_GROUP_SIZE=1`) asks nobody and limits nothing.
+struct FanOut {
+    alone: bool,
+    buckets: std::sync::Mutex<crate::rate::Buckets<(IpAddr, Fan)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Fan {
+    /// A name or every-holder search: one query to every supernode, each of which scans its
+    /// index or answers with every holder.
+    Everyone,
+    /// The ids of a `hash_ids` list not in the index: one query each.
+    ListedIds,
+}
+
+impl Fan {
+    /// `(per second, burst)` for one client.
+    fn limit(self) -> (f64, f64) {
+        match self {
+            Fan::Everyone => (20.0, 50.0),
+            Fan::ListedIds => (256.0, 512.0),
+        }
+    }
+}
+
+impl FanOut {
+    /// Takes `cost` of `fan` from `request`'s client, or says to retry later.
+    fn charge(&self, request: &Request, fan: Fan, cost: usize) -> Result<(), ApiError> {
+        let Some(client) = request.peer.map(|peer| peer.ip().to_canonical()) else {
+            return Ok(());
+        };
+        if self.alone || cost == 0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.take((client, fan), cost as f64, fan.limit(), Instant::now()) {
+            return Ok(());
+        }
+        let (rate, burst) = fan.limit();
+        Err(ApiError::TooManyRequests(match fan {
+            Fan::Everyone => format!(
+                "{client} asked every supernode more than {rate} times a second ({burst} at once): searches by name and for every holder are limited per client"
+            ),
+            Fan::ListedIds => format!(
+                "{client} asked the other supernodes for more than {rate} listed ids a second ({burst} at once); {cost} were asked now"
+            ),
+        }))
+    }
 }
 
 impl Service for SupernodeService {
@@ -413,7 +468,9 @@ impl SupernodeService {
             (["search", id], Method::Get)
                 if request.query_param("all").as_deref() == Some("true") =>
             {
-                self.every_holder(parse_id(id)?)
+                let id = parse_id(id)?;
+                self.fan_out.charge(request, Fan::Everyone, 1)?;
+                self.every_holder(id)
             }
             (["search", id], Method::Get) => {
                 let id = parse_id(id)?;
@@ -428,7 +485,7 @@ impl SupernodeService {
                         return Ok(reply);
                     }
                 }
-                let file = self.locate(&[id]).pop().flatten();
+                let file = self.locate(&[id], |_| Ok(()))?.pop().flatten();
                 let file =
                     file.ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
                 Ok(Reply::data(200, ENTITY, &Located { id, file }))
@@ -696,6 +753,7 @@ impl SupernodeService {
     /// index's matches and the group's, merged by id with every location.
     fn search_names(&self, request: &Request) -> Result<Reply, ApiError> {
         let query = NameQuery::from_request(request)?;
+        self.fan_out.charge(request, Fan::Everyone, 1)?;
         let node = query.node.as_deref();
         let local = self.read_index().find_names(&query.text, node, query.limit);
         let remote = self
@@ -740,16 +798,25 @@ impl SupernodeService {
 
     fn search_many(&self, request: &Request) -> Result<Reply, ApiError> {
         let ids = parse_id_list(request, self.max_ids)?;
+        let located = self.locate(&ids, |remote| match ids.len() {
+            1 => Ok(()),
+            _ => self.fan_out.charge(request, Fan::ListedIds, remote),
+        })?;
         let found: Vec<Located> = ids
             .iter()
-            .zip(self.locate(&ids))
+            .zip(located)
             .filter_map(|(&id, file)| Some(Located { id, file: file? }))
             .collect();
         Ok(Reply::data(200, ENTITY, &found))
     }
 
-    /// Looks every id up in the index, then asks the group for the others, all at once.
-    fn locate(&self, ids: &[ResourceId]) -> Vec<Option<FileInfo>> {
+    /// Looks every id up in the index, then asks the group for the others, all at once, once
+    /// `charge` allowed that many.
+    fn locate(
+        &self,
+        ids: &[ResourceId],
+        charge: impl FnOnce(usize) -> Result<(), ApiError>,
+    ) -> Result<Vec<Option<FileInfo>>, ApiError> {
         let metrics = self.supernode_metrics();
         let mut found: Vec<Option<FileInfo>> = {
             let index = self.read_index();
@@ -766,8 +833,9 @@ impl SupernodeService {
         }
         SEARCHED.set(Some(!missing.is_empty()));
         if missing.is_empty() {
-            return found;
+            return Ok(found);
         }
+        charge(missing.len())?;
         let started = Instant::now();
         let outcomes = self.multicast.search_many(&missing);
         let elapsed = started.elapsed();
@@ -798,7 +866,7 @@ impl SupernodeService {
                 }
             }
         }
-        found
+        Ok(found)
     }
 }
 
@@ -841,6 +909,10 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         metrics: metrics.clone(),
         started: Instant::now(),
         group: config.group.to_string(),
+        fan_out: FanOut {
+            alone: config.group_size == 1,
+            buckets: std::sync::Mutex::new(crate::rate::Buckets::new(4096)),
+        },
     };
     let http = HttpServer::start(
         &config.http,
