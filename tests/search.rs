@@ -534,9 +534,8 @@ fn one_client_cannot_make_the_group_search_for_it_without_end() {
     // once, 256 a second, then a 429 that says when to retry.
     let list = (0..256).map(absent_id).collect::<Vec<_>>().join(",");
     let path = format!("/api/supernode/search?hash_ids={list}");
-    let lists: Vec<(u16, String, String)> = (0..5)
-        .map(|_| get_from(addr, "127.0.0.2", &path))
-        .collect();
+    let lists: Vec<(u16, String, String)> =
+        (0..5).map(|_| get_from(addr, "127.0.0.2", &path)).collect();
     assert_eq!(lists[0].0, 200);
     let refused = lists
         .iter()

@@ -283,12 +283,9 @@ impl Inner {
         let now = Instant::now();
         let fetch = {
             let mut state = self.state();
-            if !state.sources.is_live(peer, now) {
-                return;
-            }
-            state
-                .summaries
-                .announced(peer, http, announced, sources::MAX_PEERS, now)
+            // Kept either way: a peer that proves itself a moment later is fetched then.
+            let proven = state.sources.is_live(peer, now);
+            (state.summaries).announced(peer, (http, announced), proven, sources::MAX_PEERS, now)
         };
         if let Some(fetch) = fetch {
             self.fetch_summary(fetch);
@@ -639,7 +636,7 @@ impl Inner {
             let State {
                 sources, summaries, ..
             } = &mut *state;
-            summaries.retain(|peer| sources.is_live(peer, now));
+            summaries.retain(|peer| sources.is_bound(peer, now));
         }
         self.announce();
     }
@@ -710,6 +707,12 @@ impl Inner {
                 && let Some(id) = ResourceId::parse(id)
                 && state.sources.validate(sender, from, &id, now)
             {
+                // Its summary, if it announced one already, may be fetched now.
+                let fetch = state.summaries.proven(sender, now);
+                drop(state);
+                if let Some(fetch) = fetch {
+                    self.fetch_summary(fetch);
+                }
                 return;
             }
             heard

@@ -339,6 +339,13 @@ impl Sources {
             .collect()
     }
 
+    /// Whether `name` is bound to an address and heard lately, proven or not.
+    pub(super) fn is_bound(&self, name: &str, now: Instant) -> bool {
+        self.peers
+            .get(name)
+            .is_some_and(|p| now - p.heard < PEER_TTL)
+    }
+
     /// Whether `name` is a live, proven peer.
     pub(super) fn is_live(&self, name: &str, now: Instant) -> bool {
         self.peers
