@@ -76,6 +76,40 @@ struct State {
     summaries: summaries::Summaries,
 }
 
+impl State {
+    /// Notes what `sender`'s datagram, from `from`, says of it as a peer: of the seed's kind
+    /// when untagged; answering when it is an answer to us (tagged to `me`, or for the seed's
+    /// kind, for an id we search).
+    fn note_answer(&mut self, sender: &Sender, body: &Body, from: SocketAddr, me: &str) {
+        let name = sender.from();
+        match (sender, body) {
+            (Sender::Reply { to, tag, .. }, _) if to == me => {
+                let search = self.searches.waiting(*tag);
+                // The ping's answer, not a cookie's (which proves an address, not an answer).
+                let ping = *tag == PING_TAG
+                    && matches!(body, Body::NotFound(id) if id.bytes().all(|b| b == b'0'));
+                if search || ping {
+                    self.sources.answered(name, from, search);
+                }
+            }
+            (Sender::Plain(_), _) => {
+                self.sources.sent_untagged(name);
+                let answers = match body {
+                    Body::NotFound(id) => {
+                        ResourceId::parse(id).is_some_and(|id| self.searches.searching(&id))
+                    }
+                    Body::Found(_) => !self.searches.ids.is_empty(),
+                    _ => false,
+                };
+                if answers {
+                    self.sources.answered(name, from, true);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 struct Inner {
     transport: Transport,
     me: String,
@@ -197,13 +231,12 @@ impl Multicast {
         self.inner.search_names(text, node, limit)
     }
 
-    /// The other supernodes heard from lately that proved their address: name, address, and
-    /// how long ago, the latest first.
+    /// The other supernodes searches count on (heard from lately, their address proven, and
+    /// answering): name, address, and how long ago, the latest first.
     pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
         let now = Instant::now();
         let state = self.inner.state();
-        let mut peers: Vec<_> = (state.sources.heard_lately(now))
-            .filter(|(_, peer)| peer.validated)
+        let mut peers: Vec<_> = (state.sources.counted(now))
             .map(|(name, peer)| (name.to_string(), peer.addr, now - peer.heard))
             .collect();
         peers.sort_by_key(|peer| peer.2);
@@ -345,8 +378,9 @@ impl Inner {
         }
         let live = state.sources.live(now);
         let expected = self.expected_peers(state, now);
-        if live.is_empty() || live.len() < expected {
-            // Someone expected is unknown (not heard yet, or a seed that never says who it is).
+        if live.is_empty() || live.len() < expected || state.sources.uncounted(now) {
+            // Someone expected is unknown (not heard yet, or a seed that never says who it is),
+            // or a supernode not counted on may hold what no summary says.
             return None;
         }
         let mut ask = Vec::new();
@@ -431,8 +465,14 @@ impl Inner {
             register(&mut state.searches, tag, asked);
         }
         self.ask(tag, body, None);
-        let _ = finished.recv_timeout(self.timeout);
-        take(&mut self.state().searches, tag).unwrap_or_default()
+        let whole = finished.recv_timeout(self.timeout).is_ok();
+        let mut state = self.state();
+        if !whole {
+            let answered = state.searches.answered_whole(tag);
+            let silent = |name: &str, _| !answered.iter().any(|a| a == name);
+            state.sources.missed(silent, Instant::now());
+        }
+        take(&mut state.searches, tag).unwrap_or_default()
     }
 
     /// Sends a tagged query to `targets`, or to everyone.
@@ -504,9 +544,19 @@ impl Inner {
             .map(|(tag, _, _, answer)| match answer.recv_deadline(deadline) {
                 Ok(outcome) => outcome,
                 Err(_) => {
-                    let timed_out = self.state().searches.timed_out(tag);
+                    let mut state = self.state();
+                    let (timed_out, pending) = state.searches.timed_out(tag);
                     // An answer may have landed between the deadline and the removal.
-                    answer.try_recv().unwrap_or(timed_out)
+                    let outcome = answer.try_recv().unwrap_or(timed_out);
+                    if let (Outcome::TimedOut { .. }, Some(pending)) = (&outcome, pending) {
+                        let asked =
+                            |addr| pending.targets.as_ref().is_none_or(|t| t.contains(&addr));
+                        let silent = |name: &str, addr| {
+                            asked(addr) && !pending.said_no.iter().any(|n| n == name)
+                        };
+                        state.sources.missed(silent, Instant::now());
+                    }
+                    outcome
                 }
             })
             .collect()
@@ -700,6 +750,9 @@ impl Inner {
             let mut state = self.state();
             let heard =
                 (state.sources).heard(sender, from, datagram.len(), Kind::of(&message), now);
+            if heard.is_ok() {
+                state.note_answer(asker, &message.body, from, &self.me);
+            }
             // A cookie's answer proves the sender's address, and is nothing more.
             if let (Ok(_), Body::NotFound(id)) = (&heard, &message.body)
                 && (matches!(asker, Sender::Plain(_))
@@ -707,12 +760,14 @@ impl Inner {
                 && let Some(id) = ResourceId::parse(id)
                 && state.sources.validate(sender, from, &id, now)
             {
-                // Its summary, if it announced one already, may be fetched now.
+                // Its summary, if it announced one already, may be fetched now; and it is
+                // pinged, so that it counts as soon as it answers (not at the next ping).
                 let fetch = state.summaries.proven(sender, now);
                 drop(state);
                 if let Some(fetch) = fetch {
                     self.fetch_summary(fetch);
                 }
+                self.ask(PING_TAG, Body::Query(ResourceId([0; 32])), Some(&[from]));
                 return;
             }
             heard

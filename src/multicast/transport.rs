@@ -176,16 +176,26 @@ impl Transport {
     fn send_to(&self, bytes: &[u8], addr: SocketAddr, routed: bool) -> io::Result<()> {
         if self.peers.is_empty() {
             // No send ever changes the TTL: nothing to wait for.
-            return self.unicast.send_to(bytes, addr).map(drop);
+            return self.send_now(bytes, addr);
         }
         let _alone = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
         if !routed {
-            return self.unicast.send_to(bytes, addr).map(drop);
+            return self.send_now(bytes, addr);
         }
         self.unicast.set_ttl(ROUTED_TTL)?;
-        let sent = self.unicast.send_to(bytes, addr).map(drop);
+        let sent = self.send_now(bytes, addr);
         self.unicast.set_ttl(self.ttl)?;
         sent
+    }
+
+    /// Sends without waiting: datagrams to an address that does not resolve (a forged one)
+    /// wait in the kernel for its neighbour, and fill the socket's buffer; once full, a send
+    /// fails (like a lost datagram, which a retry makes up for) instead of stopping the thread
+    /// that answers everyone.
+    fn send_now(&self, bytes: &[u8], addr: SocketAddr) -> io::Result<()> {
+        socket2::SockRef::from(&self.unicast)
+            .send_to_with_flags(bytes, &addr.into(), libc::MSG_DONTWAIT)
+            .map(drop)
     }
 
     /// Takes one datagram from `socket` into `buffer` (waiting at most its read time-out).
@@ -213,8 +223,10 @@ impl Transport {
 fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
     let open = |port: u16| -> io::Result<Socket> {
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
+        // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB,
+        // each way.
         let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
         socket.bind(&SocketAddr::from((config.interface, port)).into())?;
         Ok(socket)
     };
