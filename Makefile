@@ -51,7 +51,8 @@ help:
 	@echo '  vm-test   the demonstration and the systemd checks across those VMs (root;'
 	@echo '            boots them, tests, stops them: machine/vms.sh)'
 	@echo '  bench     every benchmark, with references measured in the same run'
-	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx (root)'
+	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx, and the'
+	@echo '            datagram attacks on the open mode (root; bench/attack.md)'
 	@echo '  fuzz      the fuzz targets (cargo fuzz, nightly), FUZZ_SECONDS each (600)'
 	@echo '  clean     remove target/ and dist/'
 	@echo
@@ -176,7 +177,8 @@ vm-test: dist
 bench:
 	cd '$(ROOT)' && bash bench/run.sh
 
-# slowhttptest's four attacks against a supernode, a node and nginx, in namespaces (root):
+# slowhttptest's four attacks against a supernode, a node and nginx, then the datagram
+# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root):
 # bench/attack.md. ATTACK_CONNECTIONS (1000) and ATTACK_SECONDS (30) shorten it.
 attack:
 	cd '$(ROOT)' && bash scripts/attack.sh
