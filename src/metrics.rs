@@ -286,7 +286,7 @@ impl SupernodeMetrics {
             peers: gauge(
                 registry,
                 "superpeer_group_peers",
-                "Other supernodes heard from within the last 16 s that proved their address (or, under a cluster key, their seal)",
+                "Other supernodes counted on: heard from within the last 16 s, their address (or, under a cluster key, their seal) proved, answering",
             ),
             peers_silent: gauge(
                 registry,
