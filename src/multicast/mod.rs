@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::id::ResourceId;
 use crate::index::Index;
 use crate::logging::Throttle;
-use crate::metrics::Metrics;
+use crate::metrics::SupernodeMetrics;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, Message, NameHit, Sender};
 
@@ -148,7 +148,7 @@ impl Multicast {
         config: &SupernodeConfig,
         index: Arc<RwLock<Index>>,
         shutdown: Shutdown,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SupernodeMetrics>,
     ) -> Result<(Multicast, JoinHandle<()>), Error> {
         let inner = Arc::new(Inner {
             transport: Transport::open(config, metrics)?,
@@ -671,9 +671,7 @@ impl Inner {
                     peers::SILENT_AFTER
                 );
             }
-            if let Some(metrics) = self.transport.count() {
-                metrics.peers_silent.set(silent as i64);
-            }
+            self.transport.metrics.peers_silent.set(silent as i64);
         }
         self.ask(PING_TAG, Body::Query(ResourceId([0; 32])), None);
         if self.digests {
@@ -692,14 +690,12 @@ impl Inner {
     }
 
     fn handle(self: &Arc<Self>, datagram: &[u8], from: SocketAddr) {
-        let count = || self.transport.count();
+        let metrics = &self.transport.metrics;
         let message = match wire::parse(datagram) {
             Ok(message) => message,
             Err(e) => {
                 log::debug!("multicast: ignoring a datagram from {from}: {e}");
-                if let Some(metrics) = count() {
-                    metrics.dropped("malformed");
-                }
+                metrics.dropped("malformed");
                 return;
             }
         };
@@ -721,9 +717,7 @@ impl Inner {
                 _ => None,
             };
             if let Err(why) = seals.check(&message, datagram, answered.as_ref()) {
-                if let Some(metrics) = count() {
-                    metrics.dropped(why.label());
-                }
+                metrics.dropped(why.label());
                 if let Some(dropped) = self.refused[why as usize].hit() {
                     log::warn!(
                         "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({dropped} dropped as {why} since the last report)",
@@ -733,16 +727,12 @@ impl Inner {
                 return;
             }
         }
-        if let Some(metrics) = count() {
-            metrics.received(kind_of(&message.body));
-        }
+        metrics.received(kind_of(&message.body));
         if let Some(name) = self.transport.peers.heard(from) {
             log::info!("peers: {name} answers again");
-            if let Some(metrics) = count() {
-                metrics
-                    .peers_silent
-                    .set(self.transport.peers.silent() as i64);
-            }
+            metrics
+                .peers_silent
+                .set(self.transport.peers.silent() as i64);
         }
         let now = Instant::now();
         let asker = &message.sender;
@@ -775,9 +765,7 @@ impl Inner {
         let heard = match heard {
             Ok(heard) => heard,
             Err(refused) => {
-                if let Some(metrics) = count() {
-                    metrics.dropped(refused.label());
-                }
+                metrics.dropped(refused.label());
                 if let Some(dropped) = self.dropped.hit() {
                     log::warn!(
                         "multicast: dropped {dropped} datagram(s) since the last report, the last from {from} ({}): {}",
@@ -812,7 +800,7 @@ impl Inner {
         // A name answer or a holder list is larger than its query: only for a proven address.
         let big_allowed = || {
             let allowed = matches!(to, To::Group) || heard.validated;
-            if !allowed && let Some(metrics) = count() {
+            if !allowed {
                 metrics.withheld("unproven");
             }
             allowed
@@ -897,9 +885,7 @@ impl Inner {
         if let To::One(addr) = to
             && !self.state().sources.may_send(addr, bytes.len(), now)
         {
-            if let Some(metrics) = self.transport.count() {
-                metrics.withheld("amplification");
-            }
+            self.transport.metrics.withheld("amplification");
             return;
         }
         self.transport.send_bytes(&bytes, kind, to);

@@ -14,7 +14,7 @@ use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::id::ResourceId;
 use crate::logging::Throttle;
-use crate::metrics::{Metrics, SupernodeMetrics};
+use crate::metrics::SupernodeMetrics;
 use crate::wire::{Body, Message};
 
 use super::peers::Peers;
@@ -75,14 +75,14 @@ pub(super) struct Transport {
     /// the TTL for its time, and no other send may leave meanwhile.
     routed: Mutex<()>,
     send_failures: Throttle,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<SupernodeMetrics>,
 }
 
 impl Transport {
     /// Joins the group and opens the supernode's own socket.
     pub(super) fn open(
         config: &SupernodeConfig,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SupernodeMetrics>,
     ) -> Result<Transport, Error> {
         let group_socket = open_group(config.group, config.interface).map_err(|e| {
             Error::io(
@@ -117,11 +117,6 @@ impl Transport {
         })
     }
 
-    /// The datagram counters (a supernode's metrics always have them).
-    pub(super) fn count(&self) -> Option<&SupernodeMetrics> {
-        self.metrics.supernode.as_ref()
-    }
-
     /// The bytes of `message`, sealed when there is a cluster key (`answered`: the id a `21`
     /// answers, which its seal binds).
     pub(super) fn seal(&self, mut message: Message, answered: Option<&ResourceId>) -> Vec<u8> {
@@ -141,9 +136,7 @@ impl Transport {
 
     /// Sends a datagram of `kind` already sealed.
     pub(super) fn send_bytes(&self, bytes: &[u8], kind: &'static str, to: To) {
-        if let Some(metrics) = self.count() {
-            metrics.sent(kind);
-        }
+        self.metrics.sent(kind);
         let sent = match to {
             To::Group => self.send_to(bytes, SocketAddr::V4(self.group), false),
             To::One(addr) => self.send_to(bytes, addr, self.peers.has(addr)),
@@ -156,9 +149,7 @@ impl Transport {
             }
         };
         if let Err(e) = sent {
-            if let Some(metrics) = self.count() {
-                metrics.datagram_send_failures.inc();
-            }
+            self.metrics.datagram_send_failures.inc();
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
                 log::warn!(
