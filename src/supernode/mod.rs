@@ -7,6 +7,8 @@
 mod admission;
 mod searches;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -160,6 +162,40 @@ impl Service for SupernodeService {
 }
 
 impl SupernodeService {
+    /// The service of `config`, on `index`, asking `group`, sweeping with `liveness`.
+    pub fn new(
+        config: &SupernodeConfig,
+        (index, group, liveness): (Arc<RwLock<Index>>, Arc<dyn Group>, Arc<Liveness>),
+        (metrics, supernode_metrics): (Arc<Metrics>, Arc<SupernodeMetrics>),
+    ) -> SupernodeService {
+        SupernodeService {
+            index,
+            group,
+            liveness,
+            max_ids: config.http.max_ids,
+            admission: Admission {
+                source_check: config.source_check,
+                max_node_resources: config.max_node_resources,
+                max_index: config.max_index,
+                max_nodes: config.max_nodes,
+                max_nodes_per_host: config.max_nodes_per_host,
+                max_host_resources: config.max_host_resources,
+                refusals: Throttle::new(Duration::from_secs(10)),
+            },
+            keys: config.cluster_keys.clone(),
+            digest_keys: config
+                .cluster_keys
+                .as_ref()
+                .map(crate::digest::signing_keys),
+            nonces: Nonces::default(),
+            metrics,
+            supernode_metrics,
+            started: Instant::now(),
+            group_location: config.group.to_string(),
+            fan_out: FanOut::new(config.group_size == 1),
+        }
+    }
+
     /// The routes of both roles: the metrics and the page.
     fn shared(&self, request: &Request, route: Route) -> Result<Reply, ApiError> {
         match route {
@@ -248,32 +284,11 @@ pub fn start(config: SupernodeConfig) -> Result<Instance, Error> {
         supernode_metrics.clone(),
     ));
     let liveness_thread = liveness.clone().spawn()?;
-    let service = SupernodeService {
-        index,
-        group: Arc::new(multicast.clone()),
-        liveness,
-        max_ids: config.http.max_ids,
-        admission: Admission {
-            source_check: config.source_check,
-            max_node_resources: config.max_node_resources,
-            max_index: config.max_index,
-            max_nodes: config.max_nodes,
-            max_nodes_per_host: config.max_nodes_per_host,
-            max_host_resources: config.max_host_resources,
-            refusals: Throttle::new(Duration::from_secs(10)),
-        },
-        keys: config.cluster_keys.clone(),
-        digest_keys: config
-            .cluster_keys
-            .as_ref()
-            .map(crate::digest::signing_keys),
-        nonces: Nonces::default(),
-        metrics: metrics.clone(),
-        supernode_metrics: supernode_metrics.clone(),
-        started: Instant::now(),
-        group_location: config.group.to_string(),
-        fan_out: FanOut::new(config.group_size == 1),
-    };
+    let service = SupernodeService::new(
+        &config,
+        (index, Arc::new(multicast.clone()), liveness),
+        (metrics.clone(), supernode_metrics.clone()),
+    );
     let http = HttpServer::start(
         &config.http,
         Arc::new(service),

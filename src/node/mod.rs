@@ -475,45 +475,4 @@ fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_registered_location_is_an_address_in_its_one_spelling() {
-        let bound: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        assert_eq!(registered_location(None, bound), Ok(bound));
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:8000".parse().unwrap();
-        assert_eq!(registered_location(None, mapped), Ok(bound));
-        let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
-        assert_eq!(
-            registered_location(None, any).unwrap_err().key,
-            "NODE_LOCATION"
-        );
-        let given = HostPort::Addr("10.0.0.7:9000".parse().unwrap());
-        assert_eq!(
-            registered_location(Some(&given), any),
-            Ok("10.0.0.7:9000".parse().unwrap())
-        );
-        // A name is the operator's to resolve: localhost is 127.0.0.1 (or ::1) everywhere.
-        let name = HostPort::Name {
-            host: "localhost".into(),
-            port: 9000,
-        };
-        let resolved = registered_location(Some(&name), bound).unwrap();
-        assert!(resolved.ip().is_loopback(), "{resolved}");
-        assert_eq!(resolved.port(), 9000);
-        assert_eq!(
-            crate::location::parse(&resolved.to_string()),
-            Ok(resolved),
-            "what the node registers is what the supernode takes"
-        );
-        let nowhere = HostPort::Name {
-            host: "no-such-host.invalid".into(),
-            port: 9000,
-        };
-        assert_eq!(
-            registered_location(Some(&nowhere), bound).unwrap_err().key,
-            "NODE_LOCATION"
-        );
-    }
-}
+mod tests;
