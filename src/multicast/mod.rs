@@ -232,12 +232,16 @@ impl Multicast {
     }
 
     /// The other supernodes searches count on (heard from lately, their address proven, and
-    /// answering): name, address, and how long ago, the latest first.
-    pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
+    /// answering): name, address, how long ago, and where its API is when it announced it
+    /// (with its summary), the latest first.
+    pub fn peers(&self) -> Vec<(String, SocketAddr, Duration, Option<SocketAddr>)> {
         let now = Instant::now();
         let state = self.inner.state();
         let mut peers: Vec<_> = (state.sources.counted(now))
-            .map(|(name, peer)| (name.to_string(), peer.addr, now - peer.heard))
+            .map(|(name, peer)| {
+                let api = state.summaries.api(name);
+                (name.to_string(), peer.addr, now - peer.heard, api)
+            })
             .collect();
         peers.sort_by_key(|peer| peer.2);
         peers

@@ -274,6 +274,11 @@ impl Summaries {
             .retain(|peer, summary| summary.fetching || live(peer));
     }
 
+    /// Where `peer`'s API is, as its last announcement said.
+    pub(super) fn api(&self, peer: &str) -> Option<SocketAddr> {
+        self.peers.get(peer)?.http
+    }
+
     /// What is held of each peer's summary, for the status page.
     pub(super) fn held(&self) -> Vec<SummaryHeld> {
         self.peers

@@ -46,8 +46,9 @@ pub trait Group: Send + Sync {
     fn search_names(&self, text: &str, node: Option<&str>, limit: u32) -> Vec<NameHit>;
     /// The index grew: the others are told.
     fn index_grew(&self);
-    /// The peers counted on: name, address, how long ago heard.
-    fn peers(&self) -> Vec<(String, SocketAddr, Duration)>;
+    /// The peers counted on: name, address, how long ago heard, and its API's address when
+    /// it announced it.
+    fn peers(&self) -> Vec<(String, SocketAddr, Duration, Option<SocketAddr>)>;
     /// What is held of each other supernode's summary.
     fn summaries(&self) -> Vec<SummaryHeld>;
 }
@@ -65,7 +66,7 @@ impl Group for Multicast {
     fn index_grew(&self) {
         Multicast::index_grew(self)
     }
-    fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
+    fn peers(&self) -> Vec<(String, SocketAddr, Duration, Option<SocketAddr>)> {
         Multicast::peers(self)
     }
     fn summaries(&self) -> Vec<SummaryHeld> {

@@ -30,6 +30,8 @@ struct PeerStatus {
     /// Where its last datagram came from.
     address: String,
     heard_ms_ago: u64,
+    /// Its API's `host:port` (its page), as it announced it; `null` before that.
+    api: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -68,10 +70,11 @@ impl SupernodeService {
             .group
             .peers()
             .into_iter()
-            .map(|(name, address, ago)| PeerStatus {
+            .map(|(name, address, ago, api)| PeerStatus {
                 name,
                 address: address.to_string(),
                 heard_ms_ago: ago.as_millis() as u64,
+                api: api.map(|api| api.to_string()),
             })
             .collect();
         let summaries = self

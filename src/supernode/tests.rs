@@ -55,7 +55,7 @@ impl Group for FakeGroup {
     fn index_grew(&self) {
         self.grew.fetch_add(1, Ordering::Relaxed);
     }
-    fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
+    fn peers(&self) -> Vec<(String, SocketAddr, Duration, Option<SocketAddr>)> {
         Vec::new()
     }
     fn summaries(&self) -> Vec<SummaryHeld> {
