@@ -16,10 +16,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::api::{self, Held};
 use crate::id::ResourceId;
+
+use super::Inner;
 
 /// Holders checked at once; an untagged answer beyond them is dropped, as before checks.
 pub(super) const MAX_RUNNING: usize = 8;
@@ -153,6 +157,67 @@ pub(super) fn held(agent: &ureq::Agent, holder: SocketAddr) -> Result<HashSet<Re
         .map_err(|e| e.to_string())?;
     let listing: Vec<Held> = api::data_of(&body).map_err(|e| e.to_string())?;
     Ok(listing.iter().map(|held| held.id).collect())
+}
+
+// --- the checks, on threads of their own -----------------------------------------------------
+
+impl Inner {
+    /// An untagged `21` from `sender`: while any search waits, asks the holder it names what
+    /// it holds, on a thread of its own, and answers the waiting searches for those ids.
+    pub(super) fn check_holder(self: &Arc<Self>, sender: &str, location: String) {
+        let own: Vec<SocketAddr> = (self.api.get().and_then(|api| api.parse().ok()))
+            .into_iter()
+            .chain(self.transport.unicast.local_addr().ok())
+            .collect();
+        let Some(holder) = holder(&location, self.transport.interface, &own) else {
+            log::debug!("multicast: untagged answer {location:?} names no holder we may ask");
+            return;
+        };
+        {
+            let mut state = self.state();
+            if state.searches.ids.is_empty() {
+                return;
+            }
+            match state.checks.named(holder, sender, Instant::now()) {
+                Next::Start => {}
+                Next::Joined => return,
+                Next::Busy | Next::Failed => {
+                    log::debug!(
+                        "multicast: untagged answer {holder} dropped: checks busy, or it failed lately"
+                    );
+                    return;
+                }
+            }
+        }
+        let inner = self.clone();
+        let started = thread::Builder::new()
+            .name("legacy-check".into())
+            .spawn(move || {
+                loop {
+                    let held = held(&inner.holders, holder);
+                    let mut state = inner.state();
+                    let ok = match held {
+                        Ok(held) => {
+                            for id in state.searches.held_by(&held, &holder.to_string()) {
+                                log::debug!("multicast: untagged answer: {holder} holds {id}");
+                            }
+                            true
+                        }
+                        Err(e) => {
+                            log::debug!("multicast: cannot ask {holder} what it holds: {e}");
+                            false
+                        }
+                    };
+                    if !state.checks.ended(holder, ok, Instant::now()) {
+                        break;
+                    }
+                }
+            });
+        if started.is_err() {
+            let mut state = self.state();
+            state.checks.ended(holder, false, Instant::now());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::digest::{Bloom, PeerDigest};
 use crate::id::ResourceId;
+use crate::wire::{Body, Message, Sender};
+
+use super::transport::{To, reachable};
+use super::{Inner, PING_TAG, sources};
 
 /// Summaries fetched at once.
 pub(super) const MAX_FETCHING: usize = 4;
@@ -289,6 +295,120 @@ impl Summaries {
                 fresh: s.is_fresh(),
             })
             .collect()
+    }
+}
+
+// --- the fetches, on threads of their own ----------------------------------------------------
+
+impl Inner {
+    /// Announces this supernode's summary version (when summaries are on and the API listens).
+    pub(super) fn announce(&self) {
+        let Some(http) = self.api.get() else {
+            return;
+        };
+        let (epoch, version) = {
+            let index = self.read_index();
+            (index.digest().epoch(), index.digest().version())
+        };
+        let body = Body::Digest {
+            http: http.clone(),
+            epoch,
+            version,
+        };
+        // Sent as our queries are (a plain sender could not carry a seal unambiguously).
+        let sender = Sender::Query {
+            from: self.me.clone(),
+            tag: PING_TAG,
+        };
+        self.send(Message::new(sender, body), None, To::Everyone);
+    }
+    /// A peer's announcement: fetches its summary when what is held is older. Only a live,
+    /// proven peer's, and without a cluster key only from the address bound to its name (the
+    /// port may differ: its API's): a summary that could not be tied to its peer so could
+    /// make searches answer 404 for what that peer holds.
+    pub(super) fn on_digest(
+        self: &Arc<Self>,
+        sender: &Sender,
+        from: SocketAddr,
+        http: &str,
+        announced: (u64, u64),
+    ) {
+        let Sender::Query { from: peer, .. } = sender else {
+            return;
+        };
+        if !self.digests {
+            return;
+        }
+        let Ok(http) = http.parse::<SocketAddr>() else {
+            return;
+        };
+        let keyed = self.transport.seals.is_some();
+        let allowed = if keyed {
+            reachable(self.transport.interface, http.ip())
+        } else {
+            http.ip() == from.ip()
+        };
+        let own = self.api.get().is_some_and(|api| *api == http.to_string());
+        if !allowed || own || http.port() == 0 {
+            log::debug!(
+                "summaries: {} announced a summary at {http}, which is not its own address {from}",
+                peer.escape_debug()
+            );
+            return;
+        }
+        let now = Instant::now();
+        let fetch = {
+            let mut state = self.state();
+            // Kept either way: a peer that proves itself a moment later is fetched then.
+            let proven = state.sources.is_live(peer, now);
+            (state.summaries).announced(peer, (http, announced), proven, sources::MAX_PEERS, now)
+        };
+        if let Some(fetch) = fetch {
+            self.fetch_summary(fetch);
+        }
+    }
+    /// Fetches a peer's summary on a thread of its own, and the next one it needs after.
+    pub(super) fn fetch_summary(self: &Arc<Self>, fetch: Fetch) {
+        let inner = self.clone();
+        let peer = fetch.peer.clone();
+        let started = thread::Builder::new()
+            .name("summary".into())
+            .spawn(move || {
+                let mut next = Some(fetch);
+                while let Some(fetch) = next {
+                    let bytes = inner
+                        .checker
+                        .get(&fetch.url)
+                        .call()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut response| match response.status().as_u16() {
+                            200 => response
+                                .body_mut()
+                                .with_config()
+                                .limit(fetch.limit)
+                                .read_to_vec()
+                                .map_err(|e| e.to_string()),
+                            status => Err(format!("status {status}")),
+                        })
+                        .and_then(|bytes| match &inner.digest_keys {
+                            Some(keys) => crate::digest::check(keys, &bytes),
+                            None => Ok(bytes),
+                        });
+                    // Applied before the lock is taken: a whole summary is a megabyte or so.
+                    let applied = bytes.and_then(|bytes| crate::digest::apply(fetch.held, &bytes));
+                    let now = Instant::now();
+                    let mut due = inner.state().summaries.fetched(&fetch.peer, applied, now);
+                    // This thread goes on with one; the others get threads of their own.
+                    next = due.pop();
+                    for other in due {
+                        inner.fetch_summary(other);
+                    }
+                }
+            });
+        if started.is_err() {
+            // Its slot is given back; it is fetched at its next announcement.
+            self.state().summaries.abandon(&peer);
+        }
     }
 }
 
