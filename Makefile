@@ -52,7 +52,8 @@ help:
 	@echo '            boots them, tests, stops them: machine/vms.sh)'
 	@echo '  bench     every benchmark, with references measured in the same run'
 	@echo '            (BENCH_ONLY="2 2k" make bench: those rows only)'
-	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx (root)'
+	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx, and the'
+	@echo '            datagram attacks on the open mode (root; bench/attack.md)'
 	@echo '  fuzz      the fuzz targets (cargo fuzz, nightly), FUZZ_SECONDS each (600)'
 	@echo '  clean     remove target/ and dist/'
 	@echo
@@ -178,7 +179,8 @@ vm-test: dist
 bench:
 	cd '$(ROOT)' && bash bench/run.sh
 
-# slowhttptest's four attacks against a supernode, a node and nginx, in namespaces (root):
+# slowhttptest's four attacks against a supernode, a node and nginx, then the datagram
+# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root):
 # bench/attack.md. ATTACK_CONNECTIONS (1000) and ATTACK_SECONDS (30) shorten it.
 attack:
 	cd '$(ROOT)' && bash scripts/attack.sh

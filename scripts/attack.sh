@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/attack.sh (make attack): slowhttptest's four slow-HTTP attacks (slow headers, slow
 # body, range, slow read) against a supernode, a node and nginx (the reference), all in the
-# same run, with their availability second by second.
+# same run, with their availability second by second; then the datagram attacks on the open
+# mode (tests/lab/open_mode.rs: reflection, forged summaries, fetch storms, made-up peers, tar
+# pits), with their figures.
 #
 # Two network namespaces of its own, joined by one veth pair made inside them (attached to
 # nothing of the host's, so no packet can leave the machine): "srv" holds the three servers at
@@ -217,6 +219,20 @@ done
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } >"$RESULTS"
+say "== the datagram attacks on the open mode (cargo test --test lab open_mode)"
+datagrams=$OUT/datagrams.log
+(cd "$ROOT" && cargo test --quiet --test lab -- --ignored --test-threads=1 open_mode::) \
+    >"$datagrams" 2>&1 || failed=1
+{
+    echo
+    echo "## Datagram attacks on the open mode"
+    echo
+    echo "Made by \`tests/lab/open_mode.rs\` in the same run: host-4 of a LAN of namespaces forges"
+    echo "datagrams under its own address and, through a raw socket, under host-5's; the seed's layout"
+    echo "runs at the default settings while a client on host-2 checks every answer. One line per figure:"
+    echo
+    grep -E '^(PASS|FAIL) ' "$datagrams" | sed 's/^/- /'
+} >>"$RESULTS"
 cat "$RESULTS"
 say "table written to ${RESULTS#"$ROOT"/}"
 exit "$failed"

@@ -7,10 +7,12 @@
 #   supernode1 and supernode2 ask each other over multicast (230.0.0.0:4321, TTL 1,
 #   interface 127.0.0.1: no packet leaves the machine).
 #
-# Usage: scripts/demo.sh (or make demo). DEMO_EXIT=1 stops the cluster when the walk-through
-# ends; otherwise the cluster keeps running until Ctrl-C. DEMO_KEY=1 gives the whole cluster
-# a fresh cluster key (every registration and datagram signed). Exits non-zero when an instance
-# does not come up or an answer is not the expected one. Needs curl, python3 and sha256sum.
+# Usage: scripts/demo.sh (or make demo). It builds the release binary first (about a minute
+# the first time). DEMO_EXIT=1 stops the cluster when the walk-through ends; otherwise the
+# cluster keeps running until Ctrl-C, each instance's web page at http://127.0.0.1:PORT/.
+# DEMO_KEY=1 gives the whole cluster a fresh cluster key (every registration and datagram
+# signed). Exits non-zero when an instance does not come up or an answer is not the expected
+# one. Needs curl, python3 and sha256sum.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -56,8 +58,28 @@ if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Hlun 'sport = :4321' 2>/dev/nul
     echo "demo: warning: its answers may mix with this cluster's searches" >&2
 fi
 
-echo "== building the release binary (cargo build --release)"
-cargo build --release --quiet
+# Shows cargo's lines as they come (a line each crate) and, whenever it has been quiet for
+# 5 s (the optimized, link-time-optimized build of superpeer itself is most of the time), how
+# long the build has taken so far.
+show_progress() {
+    local line started=$SECONDS status
+    while true; do
+        IFS= read -r -t 5 line && status=0 || status=$?
+        if ((status == 0)); then
+            echo "$line"
+        elif ((status > 128)); then
+            [[ -z $line ]] || echo "$line"
+            echo "   ... still building ($((SECONDS - started)) s)"
+        else
+            [[ -z $line ]] || echo "$line"
+            return 0
+        fi
+    done
+}
+
+echo "== building the release binary: cargo build --release"
+echo "   (about a minute on a fresh checkout, where every crate is compiled and optimized; seconds after)"
+cargo build --release 2>&1 | show_progress || die "cargo build --release failed (its output is above)"
 
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/superpeer-demo.XXXX")
 WORK="$LOG_DIR/.http"
@@ -303,16 +325,25 @@ json_check "sorted(n['location'] for n in d['data']) == ['$HOST:8000', '$HOST:80
 echo
 echo "== demo passed: every answer was the expected one"
 
+# The closing banner: each instance's web page (open it in a browser) and API.
+pages() {
+    printf '   %-10s  %-24s  %s\n' instance "web page" API
+    for i in "${!NAMES[@]}"; do
+        printf '   %-10s  %-24s  %s\n' "${NAMES[i]}" "http://$HOST:${PORTS[i]}/" \
+            "http://$HOST:${PORTS[i]}/api/${ROLES[i]}"
+    done
+}
+
+echo
 if [[ "${DEMO_EXIT:-0}" == 1 ]]; then
+    echo "the cluster stops now (DEMO_EXIT=1); make demo without it keeps it running, with these pages:"
+    pages
     exit 0
 fi
 
-echo
-echo "cluster running; Ctrl-C to stop"
-for i in "${!NAMES[@]}"; do
-    printf '   %-10s http://%s:%s/api/%s\n' "${NAMES[i]}" "$HOST" "${PORTS[i]}" "${ROLES[i]}"
-done
-echo "   logs:      $LOG_DIR"
+echo "cluster running; Ctrl-C to stop. Open a web page in a browser:"
+pages
+echo "   logs:       $LOG_DIR"
 # Until Ctrl-C, or until an instance stops on its own.
 while true; do
     wait -n || true

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::{self, FileInfo, Located};
+
 use crate::auth::{self, ClusterKeys};
 use crate::error::{ApiError, Error};
 use crate::id::ResourceId;
-use crate::index::FileInfo;
 use crate::shutdown::Shutdown;
 
 /// An agent with an overall time-out per request, which reports HTTP statuses as answers
@@ -37,43 +38,6 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
 
 /// The largest answer accepted from a supernode.
 const MAX_ANSWER: u64 = 64 << 20;
-
-#[derive(Deserialize)]
-struct Envelope<T> {
-    data: T,
-}
-
-/// One entry of a supernode's search answer.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SearchEntry {
-    pub id: ResourceId,
-    pub file: RemoteFile,
-}
-
-/// Where a resource is, as a supernode says. `locations` may be missing (older supernodes).
-#[derive(Debug, Clone, Deserialize)]
-pub struct RemoteFile {
-    #[serde(default)]
-    pub name: Option<String>,
-    pub location: String,
-    #[serde(default)]
-    pub locations: Vec<String>,
-}
-
-impl From<RemoteFile> for FileInfo {
-    fn from(file: RemoteFile) -> FileInfo {
-        let locations = if file.locations.is_empty() {
-            vec![file.location.clone()]
-        } else {
-            file.locations
-        };
-        FileInfo {
-            name: file.name,
-            location: file.location,
-            locations,
-        }
-    }
-}
 
 /// A node's supernodes, in fail-over order.
 pub struct Upstream {
@@ -124,7 +88,7 @@ impl Upstream {
     fn search_at(&self, path: &str) -> Result<Option<FileInfo>, ApiError> {
         let (status, body) = self.get(path)?;
         match status {
-            200 => parse_answer::<SearchEntry>(&body).map(|entry| Some(entry.file.into())),
+            200 => parse_answer::<Located>(&body).map(|entry| Some(entry.file.every_location())),
             404 => Ok(None),
             other => Err(ApiError::Unavailable(format!(
                 "the supernode answered {other} to a search"
@@ -133,7 +97,7 @@ impl Upstream {
     }
 
     /// Where each of `ids` is, in one request; ids nobody has are left out.
-    pub fn search_many(&self, ids: &[ResourceId]) -> Result<Vec<SearchEntry>, ApiError> {
+    pub fn search_many(&self, ids: &[ResourceId]) -> Result<Vec<Located>, ApiError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -148,20 +112,20 @@ impl Upstream {
     }
 
     /// A name search (`query`: the client's `file_name=...` query, already checked), asked of
-    /// the supernode: its `data` as it answered it.
-    pub fn search_names(&self, query: &str) -> Result<serde_json::Value, ApiError> {
+    /// the supernode: what it found.
+    pub fn search_names(&self, query: &str) -> Result<Vec<Located>, ApiError> {
         let (status, body) = self.get(&format!("/search?{query}"))?;
-        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::Unavailable(format!("the supernode's answer is not JSON: {e}"))
-        })?;
         match status {
-            200 => Ok(answer["data"].clone()),
-            400 => Err(ApiError::BadRequest(
-                answer["description"]
-                    .as_str()
-                    .unwrap_or("bad name search")
-                    .into(),
-            )),
+            200 => parse_answer(&body),
+            400 => {
+                let refusal: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                Err(ApiError::BadRequest(
+                    refusal["description"]
+                        .as_str()
+                        .unwrap_or("bad name search")
+                        .into(),
+                ))
+            }
             other => Err(ApiError::Unavailable(format!(
                 "the supernode answered {other} to a name search"
             ))),
@@ -225,11 +189,9 @@ impl Upstream {
 }
 
 fn parse_answer<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice::<Envelope<T>>(body)
-        .map(|envelope| envelope.data)
-        .map_err(|e| {
-            ApiError::Unavailable(format!("the supernode's answer is not understood: {e}"))
-        })
+    api::data_of(body).map_err(|e| {
+        ApiError::Unavailable(format!("the supernode's answer is not understood: {e}"))
+    })
 }
 
 /// How the node keeps itself registered.

@@ -176,7 +176,7 @@ pub enum Role {
 }
 
 /// Settings of the HTTP API, common to both roles: where it listens and the limits every
-/// client is held to (README, "Limits").
+/// client is held to (docs/security.md, "Limits").
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// `LHOST:LPORT`: where the API listens. Port 0 picks a free port.

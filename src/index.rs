@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 use serde::Serialize;
 
+pub use crate::api::{FileInfo, NodeInfo};
 use crate::digest::Digest;
 use crate::id::ResourceId;
 
@@ -140,17 +141,6 @@ impl Names {
     }
 }
 
-/// The answer to a local look-up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// One holder: the one to use.
-    pub location: String,
-    /// Every holder known.
-    pub locations: Vec<String>,
-}
-
 /// A resource as the index holds it; serialises as a [`FileInfo`] without copying a string.
 pub struct FileView<'a> {
     index: &'a Index,
@@ -190,13 +180,6 @@ impl Serialize for FileView<'_> {
         file.serialize_field("locations", &Locations(self))?;
         file.end()
     }
-}
-
-/// A registered node, as `GET /api/supernode/alive` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NodeInfo {
-    pub name: String,
-    pub location: String,
 }
 
 /// A resource found by its name.

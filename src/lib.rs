@@ -18,6 +18,7 @@
 // One module, `http::mapped`, is allowed it, for a measured need (downloads 1.5x faster).
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -48,7 +49,7 @@ pub use config::{Config, Role, Settings};
 pub use error::{ApiError, ConfigError, Error};
 pub use id::ResourceId;
 
-use http::{HttpServer, Request};
+use http::HttpServer;
 use shutdown::Shutdown;
 
 /// A running node or supernode.
@@ -112,35 +113,4 @@ pub fn start(config: Config) -> Result<Instance, Error> {
         Config::Supernode(config) => supernode::start(config),
         Config::Node(config) => node::start(config),
     }
-}
-
-/// Parses an id from a path segment: 400 when it is not 64 hex characters.
-pub(crate) fn parse_id(text: &str) -> Result<ResourceId, ApiError> {
-    ResourceId::parse(text).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "malformed resource id {:?}: expected 64 hex characters",
-            id::truncate(text, 80)
-        ))
-    })
-}
-
-/// Parses `?hash_ids=a,b,c`: at most `max` ids (counted before any is parsed), every one
-/// valid, each kept once.
-pub(crate) fn parse_id_list(request: &Request, max: usize) -> Result<Vec<ResourceId>, ApiError> {
-    let list = request
-        .query_param("hash_ids")
-        .ok_or_else(|| ApiError::BadRequest("missing query parameter hash_ids".into()))?;
-    let texts = || {
-        list.split(',')
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-    };
-    let count = texts().count();
-    if count > max {
-        return Err(ApiError::BadRequest(format!(
-            "{count} ids asked; at most {max} per request"
-        )));
-    }
-    let ids = texts().map(parse_id).collect::<Result<Vec<_>, _>>()?;
-    Ok(node::dedup(ids))
 }

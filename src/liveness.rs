@@ -16,7 +16,7 @@ use crossbeam_channel::unbounded;
 use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::index::{Index, MissRule, Registration};
-use crate::metrics::Metrics;
+use crate::metrics::SupernodeMetrics;
 use crate::shutdown::Shutdown;
 
 /// How often a waiting thread looks at the stop signal.
@@ -39,7 +39,7 @@ pub struct Liveness {
     shutdown: Shutdown,
     sweeps: Mutex<Sweeps>,
     changed: Condvar,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SupernodeMetrics>,
 }
 
 impl Liveness {
@@ -47,7 +47,7 @@ impl Liveness {
         config: &SupernodeConfig,
         index: Arc<RwLock<Index>>,
         shutdown: Shutdown,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SupernodeMetrics>,
     ) -> Liveness {
         Liveness {
             index,
@@ -147,18 +147,13 @@ impl Liveness {
         }
         let results = self.check_all(&nodes);
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        let metrics = self.metrics.supernode.as_ref();
         for (node, alive) in &results {
             if !alive {
                 log::debug!("liveness: {} missed a health check", node.location);
             }
-            if let Some(metrics) = metrics {
-                metrics.health_check(*alive);
-            }
+            self.metrics.health_check(*alive);
             if let Some(held) = index.record_check(node, *alive, self.rule, at) {
-                if let Some(metrics) = metrics {
-                    metrics.removed("liveness");
-                }
+                self.metrics.removed("liveness");
                 log::info!(
                     "liveness: removed {} ({held} resources) after {} missed checks",
                     node.location,

@@ -51,7 +51,7 @@ impl Throttle {
 /// Writes the metrics' summary line at `info` every `period` in which something happened
 /// (nothing when `period` is zero), until `shutdown`.
 pub fn spawn_summary(
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: std::sync::Arc<crate::metrics::SupernodeMetrics>,
     period: Duration,
     shutdown: crate::shutdown::Shutdown,
 ) -> Result<std::thread::JoinHandle<()>, crate::Error> {

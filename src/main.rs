@@ -11,7 +11,7 @@ const USAGE: &str = "usage: superpeer [supernode|node] [--config NAME|PATH]
 
 Runs a supernode or a node of the superpeer network. Without a role, IS_SUPERNODE decides.
 --config node1 reads config/node1.env; a value with '/' or ending in .env is a path.
-Every key can also come from the environment, which wins over the file (see README.md).
+Every key can also come from the environment, which wins over the file (see docs/configuration.md).
 
 `sign` prints the header that signs a request with the cluster key (CLUSTER_KEY or
 CLUSTER_KEY_FILE), for curl:  curl -H \"$(superpeer sign GET /api/supernode/xxx)\" URL

@@ -205,10 +205,14 @@ pub struct SupernodeMetrics {
     pub index_nodes: IntGauge,
     pub peers: IntGauge,
     pub peers_silent: IntGauge,
+    /// What [`SupernodeMetrics::summary`] said last.
+    last: std::sync::Mutex<Snapshot>,
 }
 
 impl SupernodeMetrics {
-    fn new(registry: &Registry) -> SupernodeMetrics {
+    /// A supernode's metrics, in `metrics`' registry (one scrape has both).
+    pub fn new(metrics: &Metrics) -> SupernodeMetrics {
+        let registry = &metrics.registry;
         let searches = counter_vec(
             registry,
             "superpeer_searches_total",
@@ -286,14 +290,50 @@ impl SupernodeMetrics {
             peers: gauge(
                 registry,
                 "superpeer_group_peers",
-                "Other supernodes heard from within the last 16 s that proved their address (or, under a cluster key, their seal)",
+                "Other supernodes counted on: heard from within the last 16 s, their address (or, under a cluster key, their seal) proved, answering",
             ),
             peers_silent: gauge(
                 registry,
                 "superpeer_configured_peers_silent",
                 "PEERS entries that missed the last 3 pings: searches do not wait for them",
             ),
+            last: std::sync::Mutex::new(Snapshot::default()),
         }
+    }
+
+    /// The `info` line for the searches, registrations and removals since the last call, or
+    /// `None` when there were none.
+    pub fn summary(&self, period: Duration) -> Option<String> {
+        let now = self.snapshot();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = std::mem::replace(&mut *last, now.clone());
+        let searches: Vec<u64> = (0..4)
+            .map(|i| now.searches[i] - before.searches[i])
+            .collect();
+        let buckets: Vec<u64> = (0..now.buckets.len())
+            .map(|i| now.buckets[i] - before.buckets.get(i).copied().unwrap_or(0))
+            .collect();
+        let registrations = now.registrations - before.registrations;
+        let removals = now.removals - before.removals;
+        let total: u64 = searches.iter().sum();
+        if total == 0 && registrations == 0 && removals == 0 {
+            return None;
+        }
+        let mut line = format!(
+            "summary of the last {:.0?}: {total} searches ({} local, {} found by the group, {} not found, {} timed out)",
+            period, searches[0], searches[1], searches[2], searches[3]
+        );
+        if let (Some(p50), Some(p99)) = (quantile(&buckets, 0.5), quantile(&buckets, 0.99)) {
+            let _ = write!(line, ", p50 {p50:.1?}, p99 {p99:.1?}");
+        }
+        let _ = write!(
+            line,
+            "; {registrations} registrations, {removals} nodes removed"
+        );
+        Some(line)
     }
 
     /// Searches since the start: local hits, found by the group, not found, timed out.
@@ -410,25 +450,21 @@ fn quantile(buckets: &[u64], q: f64) -> Option<Duration> {
     None
 }
 
-/// An instance's metrics.
+/// An instance's metrics: the HTTP server's and the process's (a supernode adds its own to
+/// the same registry, [`SupernodeMetrics::new`]).
 pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
-    /// A supernode's only.
-    pub supernode: Option<SupernodeMetrics>,
     resident: IntGauge,
     threads: IntGauge,
-    last: std::sync::Mutex<Snapshot>,
 }
 
 impl Metrics {
-    pub fn new(supernode: bool) -> Metrics {
+    pub fn new() -> Metrics {
         let registry = Registry::new();
         let http = HttpMetrics::new(&registry);
-        let supernode = supernode.then(|| SupernodeMetrics::new(&registry));
         Metrics {
             http,
-            supernode,
             resident: gauge(
                 &registry,
                 "process_resident_memory_bytes",
@@ -436,7 +472,6 @@ impl Metrics {
             ),
             threads: gauge(&registry, "process_threads", "Number of OS threads"),
             registry,
-            last: std::sync::Mutex::new(Snapshot::default()),
         }
     }
 
@@ -462,41 +497,11 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+}
 
-    /// The `info` line for the searches, registrations and removals since the last call, or
-    /// `None` when there were none.
-    pub fn summary(&self, period: Duration) -> Option<String> {
-        let metrics = self.supernode.as_ref()?;
-        let now = metrics.snapshot();
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = std::mem::replace(&mut *last, now.clone());
-        let searches: Vec<u64> = (0..4)
-            .map(|i| now.searches[i] - before.searches[i])
-            .collect();
-        let buckets: Vec<u64> = (0..now.buckets.len())
-            .map(|i| now.buckets[i] - before.buckets.get(i).copied().unwrap_or(0))
-            .collect();
-        let registrations = now.registrations - before.registrations;
-        let removals = now.removals - before.removals;
-        let total: u64 = searches.iter().sum();
-        if total == 0 && registrations == 0 && removals == 0 {
-            return None;
-        }
-        let mut line = format!(
-            "summary of the last {:.0?}: {total} searches ({} local, {} found by the group, {} not found, {} timed out)",
-            period, searches[0], searches[1], searches[2], searches[3]
-        );
-        if let (Some(p50), Some(p99)) = (quantile(&buckets, 0.5), quantile(&buckets, 0.99)) {
-            let _ = write!(line, ", p50 {p50:.1?}, p99 {p99:.1?}");
-        }
-        let _ = write!(
-            line,
-            "; {registrations} registrations, {removals} nodes removed"
-        );
-        Some(line)
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
     }
 }
 
@@ -520,9 +525,9 @@ mod tests {
 
     #[test]
     fn a_summary_counts_what_happened_since_the_last_one() {
-        let metrics = Metrics::new(true);
-        assert_eq!(metrics.summary(Duration::from_secs(60)), None);
-        let supernode = metrics.supernode.as_ref().unwrap();
+        let metrics = Metrics::new();
+        let supernode = SupernodeMetrics::new(&metrics);
+        assert_eq!(supernode.summary(Duration::from_secs(60)), None);
         supernode.searched(SearchOutcome::LocalHit);
         supernode.searched(SearchOutcome::FoundByGroup);
         supernode.search_took(false, Duration::from_micros(80));
@@ -530,7 +535,7 @@ mod tests {
         supernode.registration("register", None);
         supernode.registration("register", Some(403));
         supernode.removed("leave");
-        let line = metrics.summary(Duration::from_secs(60)).unwrap();
+        let line = supernode.summary(Duration::from_secs(60)).unwrap();
         assert!(
             line.starts_with("summary of the last 60s: 2 searches (1 local, 1 found by the group, 0 not found, 0 timed out), p50 "),
             "{line}"
@@ -539,7 +544,7 @@ mod tests {
             line.ends_with("; 1 registrations, 1 nodes removed"),
             "{line}"
         );
-        assert_eq!(metrics.summary(Duration::from_secs(60)), None);
+        assert_eq!(supernode.summary(Duration::from_secs(60)), None);
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(
             text.contains("superpeer_searches_total{outcome=\"local_hit\"} 1"),

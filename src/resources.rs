@@ -5,6 +5,7 @@
 //! is immutable once built, and its JSON listing is serialised once and served as is; a rescan
 //! builds a new one, hashing again only the files whose size or modification time changed.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::api::Held;
 use crate::http::envelope;
 use crate::id::ResourceId;
 
@@ -31,23 +32,17 @@ pub struct Resource {
     stamp: Stamp,
 }
 
-/// The `{"id", "name"}` pair the API shows for a resource.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceInfo<'a> {
-    pub id: ResourceId,
-    pub name: &'a str,
-}
-
 impl Resource {
     /// Its size in bytes when it was hashed.
     pub fn size(&self) -> u64 {
         self.stamp.len
     }
 
-    pub fn info(&self) -> ResourceInfo<'_> {
-        ResourceInfo {
+    /// The `{"id", "name"}` the API shows for it.
+    pub fn info(&self) -> Held<'_> {
+        Held {
             id: self.id,
-            name: &self.name,
+            name: Cow::Borrowed(&self.name),
         }
     }
 
@@ -113,7 +108,7 @@ impl Catalog {
                 resources.len() - 1
             });
         }
-        let infos: Vec<ResourceInfo> = resources.iter().map(Resource::info).collect();
+        let infos: Vec<Held> = resources.iter().map(Resource::info).collect();
         let listing = envelope("resource", &infos).into();
         Catalog {
             resources,

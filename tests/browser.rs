@@ -167,6 +167,27 @@ impl Browser {
             .to_string()
     }
 
+    /// The computed value of CSS property `name` for `element`.
+    fn css(&self, element: &str, name: &str) -> String {
+        self.session_call("GET", &format!("/element/{element}/css/{name}"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The document's title.
+    fn title(&self) -> String {
+        self.session_call("GET", "/title", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The text of the first element matching `css`.
+    fn text_of(&self, css: &str) -> String {
+        self.text(&self.wait_for(css, |_| true))
+    }
+
     fn click(&self, element: &str) {
         self.session_call(
             "POST",
@@ -235,6 +256,32 @@ fn base64(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Checks what every page shows a newcomer: the heading and the title name the instance
+/// (`who`, its `host:port`, and `detail`, as text even when it looks like markup), and the
+/// footer ends on its last item, not on a separator.
+fn check_header_and_footer(browser: &Browser, who: &str, detail: &str) {
+    let heading = browser.wait_for("h1", |text| text.contains(who));
+    let text = browser.text(&heading);
+    assert!(
+        text.contains(detail),
+        "the heading {text:?} names {detail:?}"
+    );
+    assert!(
+        browser.all("h1 b").is_empty(),
+        "a name is shown as text, never as markup"
+    );
+    let title = browser.title();
+    assert!(
+        title.contains(who) && title.contains(detail),
+        "the title {title:?} names {who} and {detail:?}"
+    );
+    let footer = browser.text_of("footer");
+    assert!(
+        !footer.trim_end().ends_with(['·', '|', '-']),
+        "the footer {footer:?} ends on a separator"
+    );
+}
+
 /// The one file that lands in `dir` (a finished download, not a `.crdownload`).
 fn downloaded(dir: &Path) -> PathBuf {
     let mut found = None;
@@ -274,8 +321,11 @@ fn the_pages_search_download_and_list_in_a_real_browser() {
         .start();
     let here = Folder::with(&[("notes/readme.txt", b"read me, from node1\n")]);
     let there = Folder::with(&[("report.pdf", b"%PDF- a report that node2 holds\n")]);
+    // A name that looks like markup: every page shows it as text.
+    let node1_name = "<b>node1</b>";
     let node1 = Launch::node("node1", &here.path, &[&s1.url()])
         .env("CLUSTER_KEY", key)
+        .env("NODE_NAME", node1_name)
         .netns(ns)
         .start();
     let node2 = Launch::node("node2", &there.path, &[&s2.url()])
@@ -303,6 +353,13 @@ fn the_pages_search_download_and_list_in_a_real_browser() {
         // node1's page: its file, then a search for what node2 holds, downloaded through node1.
         browser.go(&format!("{}/", node1.url()));
         browser.wait_for("#files tbody tr", |row| row.contains("notes/readme.txt"));
+        check_header_and_footer(&browser, &node1.location(), node1_name);
+        // Its supernode, linked to its page.
+        let supernode = browser.wait_for("#about a.supernode", |_| true);
+        assert_eq!(
+            browser.attribute(&supernode, "href"),
+            format!("{}/", s1.url())
+        );
         let input = &browser.all("#q")[0];
         browser.type_in(input, &wanted);
         browser.click(&browser.all("#go")[0]);
@@ -320,8 +377,46 @@ fn the_pages_search_download_and_list_in_a_real_browser() {
 
         // s1's page: its node, its peer, and the searches it answered.
         browser.go(&format!("{}/", s1.url()));
+        // The first render has every value: no "…" waiting for the next refresh (the rate
+        // of searches is the average since start until there is a last 5 s to tell).
+        browser.wait_for("#about", |text| {
+            !text.is_empty() && !text.contains("loading")
+        });
+        let first = browser.text(&browser.all("body")[0]);
+        assert!(
+            !first.contains('…'),
+            "a placeholder on the first render: {first}"
+        );
+        assert!(
+            first.contains("rate since start"),
+            "not the first render: {first}"
+        );
+        check_header_and_footer(&browser, &s1.location(), &format!("group {group}"));
         browser.wait_for("#nodes tbody tr", |row| row.contains(&node1.location()));
+        // A node is linked to its page, its name shown as text.
+        let node = browser.wait_for("#nodes a.node", |text| text == node1.location());
+        assert_eq!(
+            browser.attribute(&node, "href"),
+            format!("{}/", node1.url())
+        );
+        browser.wait_for("#nodes tbody td", |text| text == node1_name);
+        // Numbers are right-aligned, as their header is.
+        let resources = browser.wait_for("#nodes tbody td:nth-child(3)", |text| text == "1");
+        let header = browser.all("#nodes thead th:nth-child(3)")[0].clone();
+        assert_eq!(browser.text(&header), "Resources");
+        assert_eq!(browser.css(&header, "text-align"), "right");
+        assert_eq!(browser.css(&resources, "text-align"), "right");
+        // The peer, by the address of its API, linked to its page; its UUID shortened.
+        let peer = browser.wait_for("#peers a.peer", |text| text == s2.location());
+        assert_eq!(browser.attribute(&peer, "href"), format!("{}/", s2.url()));
         browser.wait_for("#peers tbody tr", |row| row.contains("127.0.0.1:"));
+        let uuid = browser.wait_for("#peers tbody td code[title]", |text| text.len() == 8);
+        let whole = browser.attribute(&uuid, "title");
+        assert!(
+            whole.len() == 36 && whole.starts_with(&browser.text(&uuid)),
+            "{whole:?} shortened as {:?}",
+            browser.text(&uuid)
+        );
         // node1's search and its download's redirect each asked the group.
         browser.wait_for("#searches", |text| {
             !text.contains("found by the group\n0") && text.contains("found by the group\n")

@@ -16,6 +16,8 @@ mod support;
 mod drills;
 #[path = "lab/harness.rs"]
 mod harness;
+#[path = "lab/open_mode.rs"]
+mod open_mode;
 
 /// Each drill twice: `open::<drill>` (no cluster key, as the seed ran) and `keyed::<drill>`
 /// (one fresh cluster key for every instance).

@@ -221,13 +221,15 @@ fn ten_thousand_matches_keep_the_limit_and_small_datagrams() {
         let datagram = String::from_utf8_lossy(&buffer[..len]).into_owned();
         assert!(len < 512, "{len} bytes: {datagram}");
         assert_eq!(datagram.matches(';').count(), 2, "{datagram}");
-        let Body::NameAnswer {
-            part,
-            parts: n,
-            hits: h,
-        } = wire::parse(&buffer[..len]).unwrap().body
-        else {
-            panic!("not a name answer: {datagram}")
+        let (part, n, h) = match wire::parse(&buffer[..len]).unwrap().body {
+            Body::NameAnswer {
+                part,
+                parts: n,
+                hits: h,
+            } => (part, n, h),
+            // s2 pings the address that proved itself, to count on it: not an answer.
+            Body::Query(id) if id.0 == [0; 32] => continue,
+            _ => panic!("not a name answer: {datagram}"),
         };
         parts = Some(n as usize);
         seen.insert(part);

@@ -64,3 +64,27 @@ fn the_page_may_run_only_its_own_script() {
     assert!(answer.contains("\r\nContent-Security-Policy: default-src 'none'; script-src 'self';"));
     assert!(answer.contains("\r\nX-Content-Type-Options: nosniff\r\n"));
 }
+
+#[test]
+fn a_supernodes_status_links_each_peer_to_its_api() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    // The page links a peer to its page at the API address it announced with its summary.
+    let mut peers = serde_json::Value::Null;
+    wait_until(
+        "s1 to count on s2, its API known",
+        std::time::Duration::from_secs(20),
+        || {
+            peers = s1.get("/api/supernode/status").json()["data"]["peers"].clone();
+            peers[0]["api"].is_string()
+        },
+    );
+    assert_eq!(peers.as_array().unwrap().len(), 1, "{peers}");
+    assert_eq!(peers[0]["api"], s2.location(), "{peers}");
+    assert_ne!(
+        peers[0]["address"],
+        s2.location(),
+        "its datagrams' address is another"
+    );
+}

@@ -520,3 +520,61 @@ fn made_up_peer_names_are_not_waited_for() {
     );
     assert_eq!(peers_of(&s1), 1);
 }
+
+#[test]
+fn one_client_cannot_make_the_group_search_for_it_without_end() {
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let _s2 = Launch::supernode("s2", &group, 2).start();
+    wait_until("s2 proven to s1", Duration::from_secs(10), || {
+        peers_of(&s1) == 1
+    });
+    let addr = s1.addr;
+    // Lists of 256 ids nobody has, one after another from one client: 512 listed ids at
+    // once, 256 a second, then a 429 that says when to retry.
+    let list = (0..256).map(absent_id).collect::<Vec<_>>().join(",");
+    let path = format!("/api/supernode/search?hash_ids={list}");
+    let lists: Vec<(u16, String, String)> =
+        (0..5).map(|_| get_from(addr, "127.0.0.2", &path)).collect();
+    assert_eq!(lists[0].0, 200);
+    let refused = lists
+        .iter()
+        .find(|(status, _, _)| *status == 429)
+        .expect("a client asking 1,280 ids in a moment is limited");
+    assert!(refused.1.contains("Retry-After: 1"), "{}", refused.1);
+    let body: serde_json::Value = serde_json::from_str(&refused.2).unwrap();
+    assert_eq!(body["code"], 429);
+    assert!(body["description"].as_str().unwrap().contains("127.0.0.2"));
+    // Another client is not held to that one's share.
+    assert_eq!(get_from(addr, "127.0.0.1", &path).0, 200);
+    // Name and every-holder searches ask every supernode: 50 at once, 20 a second.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..10)
+            .map(|n| {
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let path = match i % 2 {
+                                0 => format!("/api/supernode/search?file_name=x{n}"),
+                                _ => format!("/api/supernode/search/{}?all=true", absent_id(i)),
+                            };
+                            get_from(addr, "127.0.0.2", &path).0
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        limited > 0 && statuses.iter().all(|s| matches!(s, 200 | 404 | 429)),
+        "{statuses:?}"
+    );
+    // A search for one id costs the group one query, as the seed's did: not limited.
+    let one = format!("/api/supernode/search/{}", absent_id(7));
+    assert_eq!(get_from(addr, "127.0.0.2", &one).0, 404);
+}

@@ -18,6 +18,7 @@ use super::head::{self, Framing, HeadLimits};
 use super::mapped::Window;
 use super::server::Tracked;
 use super::{Body, Handler, Method, Reply, Request, split_target};
+use crate::api::Routed;
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::logging::Throttle;
@@ -346,9 +347,10 @@ fn one_request(
         body: &[],
         peer: Some(tracked.peer),
     };
+    let route = shared.handler.route(&request);
     if head.framing != Framing::None {
         // Before a byte of the body is read, the service may refuse it (an unsigned upload).
-        shared.handler.check_head(&request)?;
+        shared.handler.check_head(&request, &route)?;
     }
     let mut keep_alive = head.keep_alive;
     let mut reservation = Reservation {
@@ -394,12 +396,11 @@ fn one_request(
         }
     };
     if head.framing == Framing::None {
-        shared.handler.check_head(&request)?;
+        shared.handler.check_head(&request, &route)?;
     }
     request.body = body;
-    let reply = run_handler(&*shared.handler, &request);
-    let status = reply.status;
-    let route = shared.handler.route_name(&request);
+    let reply = run_handler(&*shared.handler, &request, &route);
+    let (status, searched) = (reply.status, reply.searched);
     let keep_alive = keep_alive && !shared.shutdown.is_triggered();
     let connection = match (keep_alive, head.minor_version) {
         (false, _) => Some("close"),
@@ -409,8 +410,8 @@ fn one_request(
     let timeout = shared.config.write_timeout;
     let written = send(sock, reply, &mut bufs.out, head_only, connection, timeout);
     let took = started.elapsed();
-    shared.metrics.answered(route, status, Some(took));
-    shared.handler.answered(&request, status, took);
+    shared.metrics.answered(route.name, status, Some(took));
+    shared.handler.answered(&route, searched, took);
     if log::log_enabled!(log::Level::Debug) {
         log::debug!(
             "http: {} {} {} -> {status} in {took:.1?}",
@@ -437,8 +438,8 @@ fn one_request(
 }
 
 /// Runs the handler; a panic is logged and answered 500, and the thread lives on.
-fn run_handler(handler: &Handler, request: &Request) -> Reply {
-    match catch_unwind(AssertUnwindSafe(|| handler.handle(request))) {
+fn run_handler(handler: &Handler, request: &Request, route: &Routed) -> Reply {
+    match catch_unwind(AssertUnwindSafe(|| handler.handle(request, route))) {
         Ok(Ok(reply)) => reply,
         Ok(Err(error)) => Reply::error(&error),
         Err(_) => {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::api::{Routed, Searched};
 use crate::error::ApiError;
 
 pub(crate) use request::split_target;
@@ -60,6 +61,8 @@ pub struct Reply {
     pub status: u16,
     pub body: Body,
     pub headers: Vec<(&'static str, String)>,
+    /// Where a search found its answer, for the metrics (not sent).
+    pub searched: Option<Searched>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +120,7 @@ impl Reply {
             status,
             body,
             headers: Vec::new(),
+            searched: None,
         }
     }
 
@@ -163,6 +167,12 @@ impl Reply {
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Says where the search it answers found its answer.
+    pub fn searched(mut self, searched: Searched) -> Reply {
+        self.searched = Some(searched);
         self
     }
 
@@ -281,34 +291,38 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// What the server needs of a role: a look at each request's head before its body is read,
-/// and the answer once it is. A plain function `&Request -> Result<Reply, ApiError>` is one.
+/// What the server needs of a role: the route of each request, parsed once from its head; a
+/// look at the head before the body is read; the answer once it is; and a word when the answer
+/// is written. A plain function `&Request -> Result<Reply, ApiError>` is one (with no routes).
 pub trait Service: Send + Sync {
+    /// The route of `request`, from its head; handed to every call below, and its name counts
+    /// the request in the metrics.
+    fn route(&self, _request: &Request<'_>) -> Routed {
+        Routed {
+            name: "other",
+            route: Err(ApiError::NotFound("no routes".into())),
+        }
+    }
+
     /// Called with the head only (`request.body` is empty): an error is the answer, and the
     /// body is never read (a stranger's upload costs nothing).
-    fn check_head(&self, _request: &Request<'_>) -> Result<(), ApiError> {
+    fn check_head(&self, _request: &Request<'_>, _route: &Routed) -> Result<(), ApiError> {
         Ok(())
     }
 
-    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError>;
-
-    /// The route `request` took, as the metrics count it: a fixed name, never the path
-    /// itself (ids would make a series each).
-    fn route_name(&self, _request: &Request<'_>) -> &'static str {
-        "other"
-    }
+    fn handle(&self, request: &Request<'_>, route: &Routed) -> Result<Reply, ApiError>;
 
     /// Called on the same thread once the answer to `request` is written, `took` from its
     /// head to its last byte: the one clock reading a request costs serves the service's own
-    /// measurements too.
-    fn answered(&self, _request: &Request<'_>, _status: u16, _took: std::time::Duration) {}
+    /// measurements too (`searched`: what the reply said of its search).
+    fn answered(&self, _route: &Routed, _searched: Option<Searched>, _took: std::time::Duration) {}
 }
 
 impl<F> Service for F
 where
     F: Fn(&Request<'_>) -> Result<Reply, ApiError> + Send + Sync,
 {
-    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
+    fn handle(&self, request: &Request<'_>, _route: &Routed) -> Result<Reply, ApiError> {
         self(request)
     }
 }

@@ -44,6 +44,12 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The same request, from `peer` (for tests: a request built by hand comes from nowhere).
+    pub fn from_peer(mut self, peer: SocketAddr) -> Request<'a> {
+        self.peer = Some(peer);
+        self
+    }
+
     /// The value of header `name` (any case), when present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers

@@ -18,8 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
+use crate::api::{self, Held};
 use crate::id::ResourceId;
 
 /// Holders checked at once; an untagged answer beyond them is dropped, as before checks.
@@ -137,16 +136,6 @@ pub(super) fn holder(
     (allowed && !special && addr.port() != 0 && !own.contains(&addr)).then_some(addr)
 }
 
-#[derive(Deserialize)]
-struct Listing {
-    data: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    id: String,
-}
-
 /// The ids `holder` says it holds.
 pub(super) fn held(agent: &ureq::Agent, holder: SocketAddr) -> Result<HashSet<ResourceId>, String> {
     let mut response = agent
@@ -162,12 +151,8 @@ pub(super) fn held(agent: &ureq::Agent, holder: SocketAddr) -> Result<HashSet<Re
         .limit(MAX_LISTING)
         .read_to_vec()
         .map_err(|e| e.to_string())?;
-    let listing: Listing = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    Ok(listing
-        .data
-        .iter()
-        .filter_map(|entry| ResourceId::parse(&entry.id))
-        .collect())
+    let listing: Vec<Held> = api::data_of(&body).map_err(|e| e.to_string())?;
+    Ok(listing.iter().map(|held| held.id).collect())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::id::ResourceId;
 use crate::index::Index;
 use crate::logging::Throttle;
-use crate::metrics::Metrics;
+use crate::metrics::SupernodeMetrics;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Body, Message, NameHit, Sender};
 
@@ -76,6 +76,40 @@ struct State {
     summaries: summaries::Summaries,
 }
 
+impl State {
+    /// Notes what `sender`'s datagram, from `from`, says of it as a peer: of the seed's kind
+    /// when untagged; answering when it is an answer to us (tagged to `me`, or for the seed's
+    /// kind, for an id we search).
+    fn note_answer(&mut self, sender: &Sender, body: &Body, from: SocketAddr, me: &str) {
+        let name = sender.from();
+        match (sender, body) {
+            (Sender::Reply { to, tag, .. }, _) if to == me => {
+                let search = self.searches.waiting(*tag);
+                // The ping's answer, not a cookie's (which proves an address, not an answer).
+                let ping = *tag == PING_TAG
+                    && matches!(body, Body::NotFound(id) if id.bytes().all(|b| b == b'0'));
+                if search || ping {
+                    self.sources.answered(name, from, search);
+                }
+            }
+            (Sender::Plain(_), _) => {
+                self.sources.sent_untagged(name);
+                let answers = match body {
+                    Body::NotFound(id) => {
+                        ResourceId::parse(id).is_some_and(|id| self.searches.searching(&id))
+                    }
+                    Body::Found(_) => !self.searches.ids.is_empty(),
+                    _ => false,
+                };
+                if answers {
+                    self.sources.answered(name, from, true);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 struct Inner {
     transport: Transport,
     me: String,
@@ -114,7 +148,7 @@ impl Multicast {
         config: &SupernodeConfig,
         index: Arc<RwLock<Index>>,
         shutdown: Shutdown,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SupernodeMetrics>,
     ) -> Result<(Multicast, JoinHandle<()>), Error> {
         let inner = Arc::new(Inner {
             transport: Transport::open(config, metrics)?,
@@ -197,14 +231,17 @@ impl Multicast {
         self.inner.search_names(text, node, limit)
     }
 
-    /// The other supernodes heard from lately that proved their address: name, address, and
-    /// how long ago, the latest first.
-    pub fn peers(&self) -> Vec<(String, SocketAddr, Duration)> {
+    /// The other supernodes searches count on (heard from lately, their address proven, and
+    /// answering): name, address, how long ago, and where its API is when it announced it
+    /// (with its summary), the latest first.
+    pub fn peers(&self) -> Vec<(String, SocketAddr, Duration, Option<SocketAddr>)> {
         let now = Instant::now();
         let state = self.inner.state();
-        let mut peers: Vec<_> = (state.sources.heard_lately(now))
-            .filter(|(_, peer)| peer.validated)
-            .map(|(name, peer)| (name.to_string(), peer.addr, now - peer.heard))
+        let mut peers: Vec<_> = (state.sources.counted(now))
+            .map(|(name, peer)| {
+                let api = state.summaries.api(name);
+                (name.to_string(), peer.addr, now - peer.heard, api)
+            })
             .collect();
         peers.sort_by_key(|peer| peer.2);
         peers
@@ -283,12 +320,9 @@ impl Inner {
         let now = Instant::now();
         let fetch = {
             let mut state = self.state();
-            if !state.sources.is_live(peer, now) {
-                return;
-            }
-            state
-                .summaries
-                .announced(peer, http, announced, sources::MAX_PEERS, now)
+            // Kept either way: a peer that proves itself a moment later is fetched then.
+            let proven = state.sources.is_live(peer, now);
+            (state.summaries).announced(peer, (http, announced), proven, sources::MAX_PEERS, now)
         };
         if let Some(fetch) = fetch {
             self.fetch_summary(fetch);
@@ -348,8 +382,9 @@ impl Inner {
         }
         let live = state.sources.live(now);
         let expected = self.expected_peers(state, now);
-        if live.is_empty() || live.len() < expected {
-            // Someone expected is unknown (not heard yet, or a seed that never says who it is).
+        if live.is_empty() || live.len() < expected || state.sources.uncounted(now) {
+            // Someone expected is unknown (not heard yet, or a seed that never says who it is),
+            // or a supernode not counted on may hold what no summary says.
             return None;
         }
         let mut ask = Vec::new();
@@ -434,8 +469,14 @@ impl Inner {
             register(&mut state.searches, tag, asked);
         }
         self.ask(tag, body, None);
-        let _ = finished.recv_timeout(self.timeout);
-        take(&mut self.state().searches, tag).unwrap_or_default()
+        let whole = finished.recv_timeout(self.timeout).is_ok();
+        let mut state = self.state();
+        if !whole {
+            let answered = state.searches.answered_whole(tag);
+            let silent = |name: &str, _| !answered.iter().any(|a| a == name);
+            state.sources.missed(silent, Instant::now());
+        }
+        take(&mut state.searches, tag).unwrap_or_default()
     }
 
     /// Sends a tagged query to `targets`, or to everyone.
@@ -507,9 +548,19 @@ impl Inner {
             .map(|(tag, _, _, answer)| match answer.recv_deadline(deadline) {
                 Ok(outcome) => outcome,
                 Err(_) => {
-                    let timed_out = self.state().searches.timed_out(tag);
+                    let mut state = self.state();
+                    let (timed_out, pending) = state.searches.timed_out(tag);
                     // An answer may have landed between the deadline and the removal.
-                    answer.try_recv().unwrap_or(timed_out)
+                    let outcome = answer.try_recv().unwrap_or(timed_out);
+                    if let (Outcome::TimedOut { .. }, Some(pending)) = (&outcome, pending) {
+                        let asked =
+                            |addr| pending.targets.as_ref().is_none_or(|t| t.contains(&addr));
+                        let silent = |name: &str, addr| {
+                            asked(addr) && !pending.said_no.iter().any(|n| n == name)
+                        };
+                        state.sources.missed(silent, Instant::now());
+                    }
+                    outcome
                 }
             })
             .collect()
@@ -624,9 +675,7 @@ impl Inner {
                     peers::SILENT_AFTER
                 );
             }
-            if let Some(metrics) = self.transport.count() {
-                metrics.peers_silent.set(silent as i64);
-            }
+            self.transport.metrics.peers_silent.set(silent as i64);
         }
         self.ask(PING_TAG, Body::Query(ResourceId([0; 32])), None);
         if self.digests {
@@ -639,20 +688,18 @@ impl Inner {
             let State {
                 sources, summaries, ..
             } = &mut *state;
-            summaries.retain(|peer| sources.is_live(peer, now));
+            summaries.retain(|peer| sources.is_bound(peer, now));
         }
         self.announce();
     }
 
     fn handle(self: &Arc<Self>, datagram: &[u8], from: SocketAddr) {
-        let count = || self.transport.count();
+        let metrics = &self.transport.metrics;
         let message = match wire::parse(datagram) {
             Ok(message) => message,
             Err(e) => {
                 log::debug!("multicast: ignoring a datagram from {from}: {e}");
-                if let Some(metrics) = count() {
-                    metrics.dropped("malformed");
-                }
+                metrics.dropped("malformed");
                 return;
             }
         };
@@ -674,9 +721,7 @@ impl Inner {
                 _ => None,
             };
             if let Err(why) = seals.check(&message, datagram, answered.as_ref()) {
-                if let Some(metrics) = count() {
-                    metrics.dropped(why.label());
-                }
+                metrics.dropped(why.label());
                 if let Some(dropped) = self.refused[why as usize].hit() {
                     log::warn!(
                         "multicast: dropped a datagram from {from} ({}): {why} under the cluster key ({dropped} dropped as {why} since the last report)",
@@ -686,16 +731,12 @@ impl Inner {
                 return;
             }
         }
-        if let Some(metrics) = count() {
-            metrics.received(kind_of(&message.body));
-        }
+        metrics.received(kind_of(&message.body));
         if let Some(name) = self.transport.peers.heard(from) {
             log::info!("peers: {name} answers again");
-            if let Some(metrics) = count() {
-                metrics
-                    .peers_silent
-                    .set(self.transport.peers.silent() as i64);
-            }
+            metrics
+                .peers_silent
+                .set(self.transport.peers.silent() as i64);
         }
         let now = Instant::now();
         let asker = &message.sender;
@@ -703,6 +744,9 @@ impl Inner {
             let mut state = self.state();
             let heard =
                 (state.sources).heard(sender, from, datagram.len(), Kind::of(&message), now);
+            if heard.is_ok() {
+                state.note_answer(asker, &message.body, from, &self.me);
+            }
             // A cookie's answer proves the sender's address, and is nothing more.
             if let (Ok(_), Body::NotFound(id)) = (&heard, &message.body)
                 && (matches!(asker, Sender::Plain(_))
@@ -710,6 +754,14 @@ impl Inner {
                 && let Some(id) = ResourceId::parse(id)
                 && state.sources.validate(sender, from, &id, now)
             {
+                // Its summary, if it announced one already, may be fetched now; and it is
+                // pinged, so that it counts as soon as it answers (not at the next ping).
+                let fetch = state.summaries.proven(sender, now);
+                drop(state);
+                if let Some(fetch) = fetch {
+                    self.fetch_summary(fetch);
+                }
+                self.ask(PING_TAG, Body::Query(ResourceId([0; 32])), Some(&[from]));
                 return;
             }
             heard
@@ -717,9 +769,7 @@ impl Inner {
         let heard = match heard {
             Ok(heard) => heard,
             Err(refused) => {
-                if let Some(metrics) = count() {
-                    metrics.dropped(refused.label());
-                }
+                metrics.dropped(refused.label());
                 if let Some(dropped) = self.dropped.hit() {
                     log::warn!(
                         "multicast: dropped {dropped} datagram(s) since the last report, the last from {from} ({}): {}",
@@ -754,7 +804,7 @@ impl Inner {
         // A name answer or a holder list is larger than its query: only for a proven address.
         let big_allowed = || {
             let allowed = matches!(to, To::Group) || heard.validated;
-            if !allowed && let Some(metrics) = count() {
+            if !allowed {
                 metrics.withheld("unproven");
             }
             allowed
@@ -839,9 +889,7 @@ impl Inner {
         if let To::One(addr) = to
             && !self.state().sources.may_send(addr, bytes.len(), now)
         {
-            if let Some(metrics) = self.transport.count() {
-                metrics.withheld("amplification");
-            }
+            self.transport.metrics.withheld("amplification");
             return;
         }
         self.transport.send_bytes(&bytes, kind, to);

@@ -196,6 +196,27 @@ impl Searches {
         self.ids.get(&tag).map(|pending| pending.id)
     }
 
+    /// Whether search `tag` (of any kind) still waits.
+    pub(super) fn waiting(&self, tag: u64) -> bool {
+        self.ids.contains_key(&tag) || self.names.contains_key(&tag) || self.all.contains_key(&tag)
+    }
+
+    /// Whether a search for `id` waits.
+    pub(super) fn searching(&self, id: &ResourceId) -> bool {
+        self.ids.values().any(|pending| pending.id == *id)
+    }
+
+    /// Who answered the name or every-holder search `tag` whole.
+    pub(super) fn answered_whole(&self, tag: u64) -> Vec<String> {
+        let names = self.names.get(&tag).into_iter().flat_map(|pending| {
+            (pending.parts.iter())
+                .filter(|(_, parts)| parts.complete())
+                .map(|(peer, _)| peer.clone())
+        });
+        let all = (self.all.get(&tag).into_iter()).flat_map(|pending| pending.answered.clone());
+        names.chain(all).collect()
+    }
+
     /// A `21` for search `tag`: it ends with `location`.
     pub(super) fn found(&mut self, tag: u64, location: String) {
         if let Some(pending) = self.ids.remove(&tag) {
@@ -256,18 +277,15 @@ impl Searches {
         }
     }
 
-    /// Search `tag` passed its deadline without an answer: removed, with how far it got.
-    pub(super) fn timed_out(&mut self, tag: u64) -> Outcome {
-        match self.ids.remove(&tag) {
-            Some(p) => Outcome::TimedOut {
-                answered: p.said_no.len(),
-                expected: p.expected,
-            },
-            None => Outcome::TimedOut {
-                answered: 0,
-                expected: 0,
-            },
-        }
+    /// Search `tag` passed its deadline without an answer: removed, with how far it got, and
+    /// who said no and whom it asked (`None`: everyone).
+    pub(super) fn timed_out(&mut self, tag: u64) -> (Outcome, Option<Pending>) {
+        let pending = self.ids.remove(&tag);
+        let outcome = Outcome::TimedOut {
+            answered: pending.as_ref().map_or(0, |p| p.said_no.len()),
+            expected: pending.as_ref().map_or(0, |p| p.expected),
+        };
+        (outcome, pending)
     }
 
     /// `from`'s `26` to search `tag`: every holder it knows of `id`.
@@ -500,7 +518,7 @@ mod tests {
         searches.not_found(Answerer::Untagged("seed"), None);
         assert!(c.try_recv().is_err());
         assert_eq!(
-            searches.timed_out(3),
+            searches.timed_out(3).0,
             Outcome::TimedOut {
                 answered: 0,
                 expected: 1

@@ -45,6 +45,18 @@ const SOURCE_IDLE: Duration = Duration::from_secs(60);
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// What an unvalidated address may be sent, as a multiple of what came from it.
 const AMPLIFICATION: u64 = 3;
+/// What all unvalidated addresses together may be sent, in datagrams: `(per second, burst)`.
+/// A new peer proves itself within a round trip; answers beyond this go to made-up or forged
+/// addresses, which may not even resolve (each send then waits in the kernel for a neighbour).
+const UNPROVEN_SENDS: (f64, f64) = (200.0, 400.0);
+/// A peer's strikes: each search it leaves unanswered adds [`MISS`], each it answers takes
+/// one away; searches wait for it while it has fewer than [`COUNTED_BELOW`]. One miss (a
+/// datagram lost through every retry) is forgiven; two are not, and then it takes four
+/// answers to be waited for again, so a peer that answers some searches and not others (to
+/// make them wait) costs at most one search in five.
+const MISS: u8 = 4;
+const MAX_STRIKES: u8 = 2 * MISS;
+const COUNTED_BELOW: u8 = MISS + 1;
 
 /// The kinds of datagram that cost an answer or work, each with its own rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +129,19 @@ pub(super) struct Peer {
     /// It echoed a cookie sent to `addr` (or, under a cluster key, its seal passed).
     pub(super) validated: bool,
     probed: Option<Instant>,
+    /// It sends untagged datagrams, as the seed's supernodes do.
+    legacy: bool,
+    /// It answered one of our queries (a ping or a search).
+    answered: bool,
+    /// See [`MISS`].
+    strikes: u8,
+}
+
+impl Peer {
+    /// Whether searches wait for it.
+    fn counted(&self) -> bool {
+        self.validated && self.answered && self.strikes < COUNTED_BELOW
+    }
 }
 
 /// What came from one address and what went to it.
@@ -134,6 +159,7 @@ pub(super) struct Sources {
     peers: HashMap<String, Peer>,
     addrs: HashMap<SocketAddr, Spent>,
     buckets: Buckets<(IpAddr, Kind)>,
+    unproven_sends: Buckets<()>,
 }
 
 /// What to do about a datagram that was let in.
@@ -156,6 +182,7 @@ impl Sources {
             peers: HashMap::new(),
             addrs: HashMap::new(),
             buckets: Buckets::new(MAX_SOURCES),
+            unproven_sends: Buckets::new(1),
         }
     }
 
@@ -205,6 +232,7 @@ impl Sources {
             if peer.addr != from {
                 peer.addr = from;
                 peer.validated = self.keyed;
+                peer.answered = self.keyed;
                 peer.probed = None;
             }
             peer.heard = now;
@@ -224,6 +252,10 @@ impl Sources {
                 heard: now,
                 validated: self.keyed,
                 probed: None,
+                legacy: false,
+                // Under a key nobody can make peers up: each counts at once.
+                answered: self.keyed,
+                strikes: 0,
             },
         );
         if self.keyed {
@@ -255,7 +287,10 @@ impl Sources {
         id: &ResourceId,
         now: Instant,
     ) -> bool {
-        if self.cookie(name, from) != *id {
+        // Only a peer that has not proved itself is sent a cookie: the others' 22s answer
+        // searches, and cost no MAC.
+        let proven = self.peers.get(name).is_some_and(|p| p.validated);
+        if proven || self.cookie(name, from) != *id {
             return false;
         }
         if let Some(peer) = self.peers.get_mut(name).filter(|p| p.addr == from) {
@@ -282,11 +317,14 @@ impl Sources {
             return true;
         }
         let spent = self.spent(to, now);
-        let allowed = spent.sent + len as u64 <= AMPLIFICATION * spent.received;
-        if allowed {
-            spent.sent += len as u64;
+        if spent.sent + len as u64 > AMPLIFICATION * spent.received {
+            return false;
         }
-        allowed
+        if !self.unproven_sends.take((), 1.0, UNPROVEN_SENDS, now) {
+            return false;
+        }
+        self.spent(to, now).sent += len as u64;
+        true
     }
 
     /// The byte counts of `addr`, made when it is new (room made by forgetting idle sources,
@@ -330,16 +368,71 @@ impl Sources {
             .map(|(name, p)| (name.as_str(), p))
     }
 
-    /// The peers heard within [`PEER_TTL`] that proved themselves, by name and address: the
-    /// ones searches count on.
+    /// The peers searches count on, by name and address: heard within [`PEER_TTL`], proved
+    /// their address, answered us (a ping or a search), and not left too many searches
+    /// unanswered (see [`MISS`]).
     pub(super) fn live(&self, now: Instant) -> Vec<(&str, SocketAddr)> {
-        self.heard_lately(now)
-            .filter(|(_, p)| p.validated)
-            .map(|(name, p)| (name, p.addr))
-            .collect()
+        self.counted(now).map(|(name, p)| (name, p.addr)).collect()
     }
 
-    /// Whether `name` is a live, proven peer.
+    /// The peers [`Sources::live`] lists, with what is known of them.
+    pub(super) fn counted(&self, now: Instant) -> impl Iterator<Item = (&str, &Peer)> {
+        self.heard_lately(now).filter(|(_, p)| p.counted())
+    }
+
+    /// `name`, from `from`, answered one of our queries: a search when `search`, else a ping.
+    pub(super) fn answered(&mut self, name: &str, from: SocketAddr, search: bool) {
+        if let Some(peer) = self.peers.get_mut(name).filter(|p| p.addr == from) {
+            peer.answered = true;
+            if search {
+                peer.strikes = peer.strikes.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A search ended without an answer from the live peers `missing` picks.
+    pub(super) fn missed(&mut self, missing: impl Fn(&str, SocketAddr) -> bool, now: Instant) {
+        for (name, peer) in self.peers.iter_mut() {
+            let live = peer.validated && peer.answered && now - peer.heard < PEER_TTL;
+            if live && missing(name, peer.addr) {
+                let was = peer.counted();
+                peer.strikes = (peer.strikes + MISS).min(MAX_STRIKES);
+                if was && !peer.counted() {
+                    log::info!(
+                        "multicast: {} at {} left searches unanswered: searches do not wait for it until it answers again",
+                        name.escape_debug(),
+                        peer.addr
+                    );
+                }
+            }
+        }
+    }
+
+    /// `name`, just heard, sent an untagged datagram: a supernode of the seed's kind.
+    pub(super) fn sent_untagged(&mut self, name: &str) {
+        if let Some(peer) = self.peers.get_mut(name) {
+            peer.legacy = true;
+        }
+    }
+
+    /// Whether a supernode heard lately may hold what the summaries of those counted on do
+    /// not say: one of the seed's kind (it has no summary), or one that proved its address and
+    /// is not counted on (not answered yet, or left searches unanswered). Then everyone is
+    /// asked (and only the counted ones are waited for): no summary may answer 404 for an id
+    /// such a peer holds.
+    pub(super) fn uncounted(&self, now: Instant) -> bool {
+        self.heard_lately(now)
+            .any(|(_, p)| p.legacy || (p.validated && !p.counted()))
+    }
+
+    /// Whether `name` is bound to an address and heard lately, proven or not.
+    pub(super) fn is_bound(&self, name: &str, now: Instant) -> bool {
+        self.peers
+            .get(name)
+            .is_some_and(|p| now - p.heard < PEER_TTL)
+    }
+
+    /// Whether `name` is a live, proven peer (answering or not).
     pub(super) fn is_live(&self, name: &str, now: Instant) -> bool {
         self.peers
             .get(name)
@@ -401,6 +494,7 @@ mod tests {
         sources
             .heard("s2", addr("10.0.0.3:1"), 100, Kind::Query, now)
             .unwrap();
+        sources.answered("s2", addr("10.0.0.3:1"), false);
         assert_eq!(sources.live(now), vec![("s2", addr("10.0.0.3:1"))]);
     }
 
@@ -426,11 +520,19 @@ mod tests {
         assert!(!sources.validate("s2", at, &ResourceId([0; 32]), now));
         assert!(sources.live(now).is_empty());
         assert!(sources.validate("s2", at, &cookie, now));
-        assert_eq!(sources.live(now), vec![("s2", at)]);
         assert!(sources.is_live("s2", now) && sources.is_validated(at));
+        // Counted on once it answers us.
+        assert!(sources.live(now).is_empty());
+        sources.answered("s2", at, false);
+        assert_eq!(sources.live(now), vec![("s2", at)]);
         // Another name forged from the same address is not proven by it.
         sources.heard("ghost", at, 100, Kind::Query, now).unwrap();
         assert!(!sources.is_live("ghost", now));
+        // One of the seed's kind means everyone is asked.
+        sources.answered("s2", at, false);
+        assert!(!sources.uncounted(now));
+        sources.sent_untagged("ghost");
+        assert!(sources.uncounted(now));
     }
 
     #[test]
@@ -498,6 +600,54 @@ mod tests {
             .filter(|_| sources.heard("a", a, 50, Kind::NameQuery, later).is_ok())
             .count();
         assert_eq!(took, 5);
+    }
+
+    #[test]
+    fn a_peer_that_leaves_searches_unanswered_is_not_waited_for_until_it_answers() {
+        let now = Instant::now();
+        let mut sources = Sources::new(true);
+        let (a, b) = (addr("10.0.0.2:1"), addr("10.0.0.3:1"));
+        for (name, at) in [("a", a), ("b", b)] {
+            sources.heard(name, at, 100, Kind::Query, now).unwrap();
+            sources.answered(name, at, false);
+        }
+        let silent = |name: &str, _: SocketAddr| name == "b";
+        sources.missed(silent, now);
+        assert_eq!(
+            sources.live(now).len(),
+            2,
+            "one miss may be a lost datagram"
+        );
+        sources.missed(silent, now);
+        assert_eq!(sources.live(now), vec![("a", a)]);
+        assert!(
+            sources.uncounted(now),
+            "b may hold what a's summary does not say"
+        );
+        // A ping's answer is not enough; searches' are, four of them.
+        sources.answered("b", b, false);
+        assert_eq!(sources.live(now).len(), 1);
+        for answered in 1..=4 {
+            sources.answered("b", b, true);
+            assert_eq!(sources.live(now).len(), if answered < 4 { 1 } else { 2 });
+        }
+        // Then one miss is enough: answering four searches in five makes one wait, no more.
+        sources.missed(silent, now);
+        assert_eq!(sources.live(now).len(), 1);
+    }
+
+    #[test]
+    fn an_unproven_address_is_sent_little_in_all() {
+        let now = Instant::now();
+        let mut sources = Sources::new(false);
+        let sent = (0..1000u16)
+            .filter(|n| {
+                let at = SocketAddr::from(([10, 9, (n / 250) as u8, (n % 250) as u8], 1));
+                sources.heard("x", at, 1000, Kind::Answer, now).ok();
+                sources.may_send(at, 10, now)
+            })
+            .count();
+        assert_eq!(sent, UNPROVEN_SENDS.1 as usize);
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct Summary {
     announced: (u64, u64),
     held: Option<PeerDigest>,
     fetching: bool,
+    /// The peer proved its address (or its seal): only then is its summary fetched.
+    proven: bool,
     /// Bytes of the budget set aside for the fetch running.
     reserved: u64,
     /// Fetches failed in a row, and when the next may start.
@@ -116,12 +118,13 @@ impl Summaries {
         Some(summary.held.as_ref()?.bloom.may_contain(id))
     }
 
-    /// `peer` announced `(epoch, version)` at `http`: the fetch to start, if one is due.
+    /// `peer` announced `(epoch, version)` at `http`: the fetch to start, if one is due and the
+    /// peer is `proven` (else the announcement is kept for when it is).
     pub(super) fn announced(
         &mut self,
         peer: &str,
-        http: SocketAddr,
-        announced: (u64, u64),
+        (http, announced): (SocketAddr, (u64, u64)),
+        proven: bool,
         max_peers: usize,
         now: Instant,
     ) -> Option<Fetch> {
@@ -131,6 +134,13 @@ impl Summaries {
         let summary = self.peers.entry(peer.to_string()).or_default();
         summary.http = Some(http);
         summary.announced = announced;
+        summary.proven |= proven;
+        self.next_fetch(peer, now)
+    }
+
+    /// `peer` proved its address: the fetch of what it announced, if one is due.
+    pub(super) fn proven(&mut self, peer: &str, now: Instant) -> Option<Fetch> {
+        self.peers.get_mut(peer)?.proven = true;
         self.next_fetch(peer, now)
     }
 
@@ -143,7 +153,8 @@ impl Summaries {
             .sum();
         let room = self.budget.saturating_sub(others);
         let summary = self.peers.get_mut(peer)?;
-        if summary.fetching
+        if !summary.proven
+            || summary.fetching
             || summary.is_fresh()
             || summary.backing_off(now)
             || self.fetching >= MAX_FETCHING
@@ -226,6 +237,7 @@ impl Summaries {
             .iter()
             .filter(|(name, s)| {
                 *name != peer
+                    && s.proven
                     && !s.fetching
                     && !s.is_fresh()
                     && !s.backing_off(now)
@@ -262,6 +274,11 @@ impl Summaries {
             .retain(|peer, summary| summary.fetching || live(peer));
     }
 
+    /// Where `peer`'s API is, as its last announcement said.
+    pub(super) fn api(&self, peer: &str) -> Option<SocketAddr> {
+        self.peers.get(peer)?.http
+    }
+
     /// What is held of each peer's summary, for the status page.
     pub(super) fn held(&self) -> Vec<SummaryHeld> {
         self.peers
@@ -291,7 +308,9 @@ mod tests {
         let digest = Digest::default();
         let (own, epoch) = (digest.encode_for(None), digest.epoch());
         let started: Vec<Fetch> = (0..MAX_FETCHING + 2)
-            .filter_map(|n| summaries.announced(&format!("p{n}"), http(), (epoch, 0), 100, now))
+            .filter_map(|n| {
+                summaries.announced(&format!("p{n}"), (http(), (epoch, 0)), true, 100, now)
+            })
             .collect();
         assert_eq!(started.len(), MAX_FETCHING, "two wait for a slot");
         let first = &started[0].peer;
@@ -316,7 +335,7 @@ mod tests {
         let mut at = now;
         for backoff in [1, 2, 4, 8, 16, 32, 60, 60] {
             let fetch = summaries
-                .announced("p", http(), (1, 1), 100, at)
+                .announced("p", (http(), (1, 1)), true, 100, at)
                 .expect("due");
             assert!(
                 summaries
@@ -326,7 +345,7 @@ mod tests {
             let soon = at + Duration::from_secs(backoff) - Duration::from_millis(1);
             assert!(
                 summaries
-                    .announced("p", http(), (1, 1), 100, soon)
+                    .announced("p", (http(), (1, 1)), true, 100, soon)
                     .is_none()
             );
             at += Duration::from_secs(backoff);
@@ -334,16 +353,38 @@ mod tests {
         // A success ends the back-off.
         let digest = Digest::default();
         let fetch = summaries
-            .announced("p", http(), (digest.epoch(), 0), 100, at)
+            .announced("p", (http(), (digest.epoch(), 0)), true, 100, at)
             .unwrap();
         let applied = crate::digest::apply(fetch.held, &digest.encode_for(None));
         summaries.fetched("p", applied, at);
         assert!(summaries.held()[0].fresh);
         assert!(
             summaries
-                .announced("p", http(), (digest.epoch(), 1), 100, at)
+                .announced("p", (http(), (digest.epoch(), 1)), true, 100, at)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn an_unproven_peer_is_fetched_once_it_proves_itself() {
+        let now = Instant::now();
+        let mut summaries = Summaries::new(2, 1000);
+        assert!(
+            summaries
+                .announced("p", (http(), (1, 1)), false, 100, now)
+                .is_none()
+        );
+        let waiting = summaries
+            .announced("q", (http(), (1, 1)), true, 100, now)
+            .unwrap();
+        // A slot that frees does not go to the unproven one either.
+        assert!(
+            summaries
+                .fetched(&waiting.peer, Err("x".into()), now)
+                .is_empty()
+        );
+        assert!(summaries.proven("p", now).is_some());
+        assert!(summaries.proven("nobody", now).is_none());
     }
 
     #[test]
@@ -355,7 +396,7 @@ mod tests {
         let whole = big.encode_for(None);
         for peer in ["a", "b"] {
             let fetch = summaries
-                .announced(peer, http(), (big.epoch(), 0), 100, now)
+                .announced(peer, (http(), (big.epoch(), 0)), true, 100, now)
                 .unwrap();
             assert!(
                 whole.len() as u64 <= fetch.limit,
@@ -370,7 +411,7 @@ mod tests {
         // it is asked as if there were no summaries.
         assert!(
             summaries
-                .announced("c", http(), (big.epoch(), 0), 100, now)
+                .announced("c", (http(), (big.epoch(), 0)), true, 100, now)
                 .is_none()
         );
         assert_eq!(
@@ -381,7 +422,7 @@ mod tests {
         summaries.forget("a");
         assert!(
             summaries
-                .announced("c", http(), (big.epoch(), 0), 100, now)
+                .announced("c", (http(), (big.epoch(), 0)), true, 100, now)
                 .is_some()
         );
     }

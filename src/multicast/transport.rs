@@ -14,7 +14,7 @@ use crate::config::SupernodeConfig;
 use crate::error::Error;
 use crate::id::ResourceId;
 use crate::logging::Throttle;
-use crate::metrics::{Metrics, SupernodeMetrics};
+use crate::metrics::SupernodeMetrics;
 use crate::wire::{Body, Message};
 
 use super::peers::Peers;
@@ -75,14 +75,14 @@ pub(super) struct Transport {
     /// the TTL for its time, and no other send may leave meanwhile.
     routed: Mutex<()>,
     send_failures: Throttle,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<SupernodeMetrics>,
 }
 
 impl Transport {
     /// Joins the group and opens the supernode's own socket.
     pub(super) fn open(
         config: &SupernodeConfig,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SupernodeMetrics>,
     ) -> Result<Transport, Error> {
         let group_socket = open_group(config.group, config.interface).map_err(|e| {
             Error::io(
@@ -117,11 +117,6 @@ impl Transport {
         })
     }
 
-    /// The datagram counters (a supernode's metrics always have them).
-    pub(super) fn count(&self) -> Option<&SupernodeMetrics> {
-        self.metrics.supernode.as_ref()
-    }
-
     /// The bytes of `message`, sealed when there is a cluster key (`answered`: the id a `21`
     /// answers, which its seal binds).
     pub(super) fn seal(&self, mut message: Message, answered: Option<&ResourceId>) -> Vec<u8> {
@@ -141,9 +136,7 @@ impl Transport {
 
     /// Sends a datagram of `kind` already sealed.
     pub(super) fn send_bytes(&self, bytes: &[u8], kind: &'static str, to: To) {
-        if let Some(metrics) = self.count() {
-            metrics.sent(kind);
-        }
+        self.metrics.sent(kind);
         let sent = match to {
             To::Group => self.send_to(bytes, SocketAddr::V4(self.group), false),
             To::One(addr) => self.send_to(bytes, addr, self.peers.has(addr)),
@@ -156,9 +149,7 @@ impl Transport {
             }
         };
         if let Err(e) = sent {
-            if let Some(metrics) = self.count() {
-                metrics.datagram_send_failures.inc();
-            }
+            self.metrics.datagram_send_failures.inc();
             // Reported at most every 10 s: a lossy or cut link fails many sends.
             if let Some(failed) = self.send_failures.hit() {
                 log::warn!(
@@ -176,16 +167,26 @@ impl Transport {
     fn send_to(&self, bytes: &[u8], addr: SocketAddr, routed: bool) -> io::Result<()> {
         if self.peers.is_empty() {
             // No send ever changes the TTL: nothing to wait for.
-            return self.unicast.send_to(bytes, addr).map(drop);
+            return self.send_now(bytes, addr);
         }
         let _alone = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
         if !routed {
-            return self.unicast.send_to(bytes, addr).map(drop);
+            return self.send_now(bytes, addr);
         }
         self.unicast.set_ttl(ROUTED_TTL)?;
-        let sent = self.unicast.send_to(bytes, addr).map(drop);
+        let sent = self.send_now(bytes, addr);
         self.unicast.set_ttl(self.ttl)?;
         sent
+    }
+
+    /// Sends without waiting: datagrams to an address that does not resolve (a forged one)
+    /// wait in the kernel for its neighbour, and fill the socket's buffer; once full, a send
+    /// fails (like a lost datagram, which a retry makes up for) instead of stopping the thread
+    /// that answers everyone.
+    fn send_now(&self, bytes: &[u8], addr: SocketAddr) -> io::Result<()> {
+        socket2::SockRef::from(&self.unicast)
+            .send_to_with_flags(bytes, &addr.into(), libc::MSG_DONTWAIT)
+            .map(drop)
     }
 
     /// Takes one datagram from `socket` into `buffer` (waiting at most its read time-out).
@@ -213,8 +214,10 @@ impl Transport {
 fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
     let open = |port: u16| -> io::Result<Socket> {
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB.
+        // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB,
+        // each way.
         let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
         socket.bind(&SocketAddr::from((config.interface, port)).into())?;
         Ok(socket)
     };

@@ -5,6 +5,10 @@
 const role = document.body.dataset.role;
 const $ = (selector) => document.querySelector(selector);
 const ID = /^[0-9a-f]{64}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// A plain host:port (a name, an IPv4 address or a bracketed IPv6 one): only such a value
+// becomes a link to an instance's page.
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/;
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -19,12 +23,23 @@ async function getJSON(url) {
   return { status: response.status, body };
 }
 
+function duration(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 90) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
 function ago(ms) {
   if (ms == null) return "not yet";
-  const s = ms / 1000;
-  if (s < 1) return "just now";
-  if (s < 90) return `${Math.round(s)} s ago`;
-  return `${Math.round(s / 60)} min ago`;
+  return ms < 1000 ? "just now" : `${duration(ms / 1000)} ago`;
+}
+
+// "1 peer", "2 peers".
+function count(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 function bytes(n) {
@@ -34,15 +49,49 @@ function bytes(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
+// Each cell takes its column's class from the header (`num`: right-aligned); no rows, one
+// line that says so (the table's `data-empty`).
 function fill(table, rows) {
-  const body = table.querySelector("tbody");
-  body.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell) =>
-    cell instanceof Node ? el("td", {}, cell) : el("td", { textContent: String(cell) })))));
+  const classes = [...table.tHead.rows[0].cells].map((th) => th.className);
+  if (!rows.length) {
+    table.tBodies[0].replaceChildren(el("tr", {}, el("td", { className: "muted",
+      colSpan: classes.length, textContent: table.dataset.empty || "none" })));
+    return;
+  }
+  table.tBodies[0].replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell, i) =>
+    cell instanceof Node ? el("td", { className: classes[i] }, cell)
+      : el("td", { className: classes[i], textContent: String(cell) })))));
 }
 
 function stats(list, pairs) {
   list.replaceChildren(...pairs.flatMap(([term, value]) =>
     [el("dt", { textContent: term }), el("dd", { textContent: String(value) })]));
+}
+
+function link(className, href, text) {
+  return el("a", { className, href, textContent: text });
+}
+
+// A name as shown: a UUID (the default name of a node, a supernode's name on the group) by
+// its first 8 characters, the whole in its title; any other name as it is.
+function shortName(name) {
+  return UUID.test(name) ? el("code", { textContent: name.slice(0, 8), title: name })
+    : el("span", { textContent: name });
+}
+
+// An instance's API address, linked to its page when it is a plain host:port.
+function pageLink(className, hostPort) {
+  return el("code", {}, HOST_PORT.test(hostPort)
+    ? link(className, `http://${hostPort}/`, hostPort) : hostPort);
+}
+
+// The heading and the title say which instance this is: `who` (its address) and `detail`
+// (a text, or an element built by `shortName`).
+function identify(who, detail) {
+  const shown = typeof detail === "string" ? detail : detail.textContent;
+  $("#who").replaceChildren(el("code", { textContent: who }), " ",
+    el("span", { className: "muted" }, detail));
+  document.title = `${who} (${shown}) · superpeer ${role}`;
 }
 
 // The URL of a resource's bytes: through this instance, or straight from a holder.
@@ -72,40 +121,68 @@ function copyButton(text) {
   });
 }
 
+// The searches counted at the last refresh, and when: the rate is over the time between.
 let lastSearches = null;
 
+// This supernode's address as the browser reaches it (the port even when it is the default).
+const here = location.port ? location.host : `${location.host}:${location.protocol === "https:" ? 443 : 80}`;
+
 function showSupernode(s) {
-  $("#about").textContent =
-    `up ${Math.round(s.up_seconds / 60)} min · group ${s.group}` + (s.keyed ? " · cluster key on" : "");
-  $("#group").textContent = `${s.group} · ${s.peers.length} peer(s) heard lately`;
+  identify(here, `group ${s.group}`);
+  $("#about").textContent = `up ${duration(s.up_seconds)}` + (s.keyed ? " · cluster key on" : "");
+  $("#group").textContent = `${s.group} · ${count(s.peers.length, "peer")} heard lately`;
   stats($("#index"), [["resources", s.index.resources], ["locations", s.index.locations],
     ["nodes", s.index.nodes]]);
   const c = s.searches;
   const total = c.local_hit + c.found_by_group + c.not_found + c.timed_out;
-  const rate = lastSearches == null ? "…" : `${((total - lastSearches) / 5).toFixed(1)}/s`;
-  lastSearches = total;
+  const now = performance.now();
+  if (lastSearches && total < lastSearches.total) lastSearches = null; // restarted meanwhile
+  // The first time, the average since start; then over the time since the last refresh.
+  const seconds = lastSearches ? (now - lastSearches.at) / 1000 : Math.max(1, s.up_seconds);
+  const rate = lastSearches
+    ? [`rate, last ${duration(seconds)}`, (total - lastSearches.total) / seconds]
+    : ["rate since start", total / seconds];
+  if (!lastSearches || seconds >= 1) lastSearches = { total, at: now };
   stats($("#searches"), [["answered locally", c.local_hit], ["found by the group", c.found_by_group],
-    ["not found", c.not_found], ["timed out", c.timed_out], ["lately", rate]]);
-  fill($("#peers"), s.peers.map((p) => [el("code", { textContent: p.name }), p.address, ago(p.heard_ms_ago)]));
-  fill($("#nodes"), s.nodes.map((n) => [el("code", { textContent: n.location }), n.name, n.resources,
+    ["not found", c.not_found], ["timed out", c.timed_out], [rate[0], `${rate[1].toFixed(1)}/s`]]);
+  fill($("#peers"), s.peers.map((p) => [
+    p.api ? pageLink("peer", p.api) : el("span", { className: "muted", textContent: "not announced",
+      title: "a supernode announces its API with its index summary (INDEX_DIGESTS)" }),
+    shortName(p.name), el("code", { textContent: p.address }), ago(p.heard_ms_ago)]));
+  fill($("#nodes"), s.nodes.map((n) => [pageLink("node", n.location), shortName(n.name), n.resources,
     ago(n.checked_ms_ago) + (n.misses ? ` (${n.misses} missed)` : "")]));
+}
+
+// The supernode a node registers with (a base URL), linked to its page.
+function supernodeLink(endpoint) {
+  try {
+    const url = new URL(endpoint);
+    if (url.protocol === "http:" || url.protocol === "https:") {
+      return el("code", {}, link("supernode", `${url.origin}/`, url.host));
+    }
+  } catch {
+    // Not a URL: shown as it is.
+  }
+  return el("code", { textContent: endpoint });
 }
 
 let shownFiles = "";
 
 function showNode(s) {
-  $("#about").textContent = `${s.name} at ${s.location} · registered with ${s.supernode}`;
-  $("#count").textContent = `(${s.files.length})`;
+  identify(s.location, shortName(s.name));
+  $("#about").replaceChildren("registered with ", supernodeLink(s.supernode),
+    ` · up ${duration(s.up_seconds)}`);
   const filter = $("#filter").value.trim().toLowerCase();
   const files = s.files.filter((f) => f.name.toLowerCase().includes(filter))
     .sort((a, b) => a.name.localeCompare(b.name));
+  $("#count").textContent = filter ? `(${files.length} of ${s.files.length})` : `(${s.files.length})`;
+  $("#files").dataset.empty = filter ? "no name here contains that" : "no file in the folder yet";
   const key = filter + "\n" + files.map((f) => f.id + f.name).join("\n");
   if (key === shownFiles) return; // unchanged: keep the rows (and a button just clicked)
   shownFiles = key;
   fill($("#files"), files.map((f) => [f.name, bytes(f.size),
     el("span", { className: "id", textContent: f.id }),
     el("span", {}, copyButton(f.id), " ", el("a", { href: contentUrl(f.id), textContent: "download" }))]));
-  for (const row of $("#files tbody").rows) row.cells[1].className = "num";
 }
 
 async function refresh() {
@@ -113,14 +190,11 @@ async function refresh() {
     const { status, body } = await getJSON(`/api/${role}/status`);
     if (status !== 200) throw new Error(`status ${status}`);
     (role === "supernode" ? showSupernode : showNode)(body.data);
-    $("#error").textContent = "";
+    $("#error").hidden = true;
   } catch (e) {
     $("#error").textContent = `cannot read the status (${e.message})`;
+    $("#error").hidden = false;
   }
-}
-
-function link(className, href, text) {
-  return el("a", { className, href, textContent: text });
 }
 
 // A name search: every match with a link through this instance (a node) and to each holder.
@@ -136,10 +210,10 @@ async function searchNames(text) {
       .map((location) => link("holder", contentUrl(found.id, location), location));
     if (role === "node") links.unshift(link("via-node", contentUrl(found.id), "here"));
     return el("p", {}, el("span", { className: "found", textContent: found.file.name }), " ",
-      el("span", { className: "id muted", textContent: found.id.slice(0, 12) + "…" }), " · download: ",
+      el("span", { className: "id muted", textContent: found.id.slice(0, 12) + "…", title: found.id }), " · download: ",
       ...links.flatMap((a, i) => (i ? [", ", a] : [a])));
   });
-  return [el("p", { className: "muted", textContent: `${body.data.length} match(es)` }), ...rows];
+  return [el("p", { className: "muted", textContent: count(body.data.length, "match", "matches") }), ...rows];
 }
 
 async function search(event) {

@@ -481,10 +481,16 @@ impl Lab {
     /// supernode2 :5001; host-2 node1 :8000 -> supernode1; host-3 node2 :8000 -> supernode1,
     /// node3 :8001 -> supernode2.
     pub fn seed(keying: Keying) -> Lab {
-        let mut lab = Lab::new(keying, 3);
-        let size = [("MULTICAST_GROUP_SIZE", "2")];
-        lab.start("supernode1", 1, "supernode", 5000, &size);
-        lab.start("supernode2", 1, "supernode", 5001, &size);
+        Lab::seed_on(keying, 3, &[("MULTICAST_GROUP_SIZE", "2")])
+    }
+
+    /// The seed's topology on a LAN of `hosts` hosts (4 and up are free for the drill), the
+    /// supernodes started with `env` over the defaults.
+    pub fn seed_on(keying: Keying, hosts: usize, env: &[(&str, &str)]) -> Lab {
+        let mut lab = Lab::new(keying, hosts);
+        let size = env;
+        lab.start("supernode1", 1, "supernode", 5000, size);
+        lab.start("supernode2", 1, "supernode", 5001, size);
         lab.wait_supernode("supernode1");
         lab.wait_supernode("supernode2");
         lab.check_keyed();
@@ -652,6 +658,11 @@ impl Lab {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://{}", self.loc(name))
+    }
+
+    /// Host `h`'s network namespace (for a thread of the drill's to enter).
+    pub fn ns(&self, h: usize) -> &str {
+        self.lan.ns(h)
     }
 
     /// Runs `f` on a thread inside host `h`'s namespace.

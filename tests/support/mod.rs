@@ -581,12 +581,30 @@ pub fn assert_served(addr: SocketAddr, path: &str, during: &str) {
 /// and the body of the answer (a test client from a second loopback address, which ureq cannot
 /// bind).
 pub fn post_from(addr: SocketAddr, from: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, body) = request_from(addr, from, "POST", path, body);
+    (status, body)
+}
+
+/// `GET path` from source address `from`: the status, the head and the body.
+pub fn get_from(addr: SocketAddr, from: &str, path: &str) -> (u16, String, String) {
+    request_from(addr, from, "GET", path, b"")
+}
+
+/// One request on a connection of its own from source address `from`: the status, the head
+/// and the body.
+pub fn request_from(
+    addr: SocketAddr,
+    from: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, String) {
     let mut stream = connect_from(addr, from).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -599,11 +617,8 @@ pub fn post_from(addr: SocketAddr, from: &str, path: &str, body: &[u8]) -> (u16,
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 /// Answers the cookie a supernode sends to `socket` (a `20` for an id made up for that name

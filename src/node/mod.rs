@@ -5,7 +5,7 @@
 //! folder is scanned again every `RESCAN_MS`: a changed catalog replaces the old one and is
 //! registered again.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -14,23 +14,59 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::Instance;
+use crate::api::{
+    FileInfo, Found, Located, NameQuery, NodeRoute, Registration, Remote, Route, Routed, entity,
+    parse_id_list,
+};
 use crate::client::{Announcement, Registrar, Upstream};
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Role};
 use crate::error::{ApiError, ConfigError, Error};
-use crate::http::{Body, HttpServer, Method, Reply, Request, Service};
+use crate::http::{Body, HttpServer, Reply, Request, Service};
 use crate::id::ResourceId;
-use crate::index::FileInfo;
 use crate::location::HostPort;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
-use crate::resources::{self, Catalog, ResourceInfo};
+use crate::resources::{self, Catalog};
 use crate::shutdown::Shutdown;
-use crate::{Instance, parse_id, parse_id_list};
+
+/// What a node asks of its supernodes: [`Upstream`] (fail-over along `SUPERNODE_ENDPOINT`), or
+/// a stand-in in the routes' unit tests.
+pub trait Supernodes: Send + Sync {
+    /// Where `id` is, according to the supernodes.
+    fn search(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError>;
+    /// Every holder of `id` the whole group knows.
+    fn search_all(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError>;
+    /// Where each of `ids` is, in one request; ids nobody has are left out.
+    fn search_many(&self, ids: &[ResourceId]) -> Result<Vec<Located>, ApiError>;
+    /// A name search: `query` is the client's, already checked.
+    fn search_names(&self, query: &str) -> Result<Vec<Located>, ApiError>;
+    /// The supernode the node is registered with now.
+    fn current(&self) -> String;
+}
+
+impl Supernodes for Upstream {
+    fn search(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError> {
+        Upstream::search(self, id)
+    }
+    fn search_all(&self, id: ResourceId) -> Result<Option<FileInfo>, ApiError> {
+        Upstream::search_all(self, id)
+    }
+    fn search_many(&self, ids: &[ResourceId]) -> Result<Vec<Located>, ApiError> {
+        Upstream::search_many(self, ids)
+    }
+    fn search_names(&self, query: &str) -> Result<Vec<Located>, ApiError> {
+        Upstream::search_names(self, query)
+    }
+    fn current(&self) -> String {
+        Upstream::current(self).to_string()
+    }
+}
 
 /// What the node's handlers need.
 pub struct NodeService {
     catalog: RwLock<Arc<Catalog>>,
-    upstream: Arc<Upstream>,
+    supernodes: Arc<dyn Supernodes>,
     /// `MAX_IDS_PER_REQUEST`.
     max_ids: usize,
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
@@ -44,26 +80,33 @@ pub struct NodeService {
 }
 
 impl Service for NodeService {
-    fn handle(&self, request: &Request<'_>) -> Result<Reply, ApiError> {
-        self.route(request)
+    fn route(&self, request: &Request<'_>) -> Routed {
+        Routed::parse(request, Role::Node)
     }
 
-    fn route_name(&self, request: &Request<'_>) -> &'static str {
-        let Some(rest) = request.path.strip_prefix("/api/node/") else {
-            return crate::page::route_name(request.path);
-        };
-        let mut parts = rest.trim_end_matches('/').split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("health"), None, ..) => "/api/node/health",
-            (Some("status"), None, ..) => "/api/node/status",
-            (Some("search"), None, ..) => "/api/node/search",
-            (Some("resources"), None, ..) => "/api/node/resources",
-            (Some("resources"), Some("find"), None, _) => "/api/node/resources/find",
-            (Some("resources"), Some(_), None, _) => "/api/node/resources/{id}",
-            (Some("resources"), Some(_), Some("content"), None) => {
-                "/api/node/resources/{id}/content"
+    fn handle(&self, request: &Request<'_>, routed: &Routed) -> Result<Reply, ApiError> {
+        use NodeRoute as N;
+        match routed.route.clone()? {
+            Route::Metrics => Ok(Reply::typed(
+                self.metrics.render(),
+                crate::metrics::CONTENT_TYPE,
+            )),
+            Route::Page => Ok(crate::page::reply(request.path, Role::Node)),
+            Route::Node(N::Health) => Ok(Reply::data(200, entity::HEALTH, &"ok")),
+            Route::Node(N::Status) => Ok(Reply::data(200, entity::STATUS, &self.status())),
+            Route::Node(N::Search) => {
+                // Checked here too, so a bad one is this node's 400, not a relayed one.
+                NameQuery::from_request(request)?;
+                let found = self.supernodes.search_names(request.query)?;
+                Ok(Reply::data(200, entity::LOCATION, &found))
             }
-            _ => "other",
+            Route::Node(N::Resources) => {
+                Ok(Reply::new(200, Body::SharedJson(self.catalog().listing())))
+            }
+            Route::Node(N::Find) => self.find(request),
+            Route::Node(N::Resource(id)) => self.resource(id, ""),
+            Route::Node(N::Content(id)) => self.content(request, id),
+            Route::Supernode(_) => Err(ApiError::WrongRole),
         }
     }
 }
@@ -90,28 +133,18 @@ struct FileStatus {
     size: u64,
 }
 
-/// A resource held elsewhere: `{"id", "info": {"location", "locations", "name"?}}`.
-#[derive(Serialize)]
-struct Remote {
-    id: ResourceId,
-    info: FileInfo,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Found<'a> {
-    Local(ResourceInfo<'a>),
-    Remote(Remote),
-}
-
 impl NodeService {
-    pub fn new(catalog: Arc<Catalog>, upstream: Arc<Upstream>, max_ids: usize) -> NodeService {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        supernodes: Arc<dyn Supernodes>,
+        max_ids: usize,
+    ) -> NodeService {
         NodeService {
             catalog: RwLock::new(catalog),
-            upstream,
+            supernodes,
             max_ids,
             changed_files: Throttle::new(Duration::from_secs(10)),
-            metrics: Metrics::new(false),
+            metrics: Metrics::new(),
             holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
@@ -128,57 +161,6 @@ impl NodeService {
 
     fn replace_catalog(&self, catalog: Arc<Catalog>) {
         *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = catalog;
-    }
-
-    pub fn route(&self, request: &Request) -> Result<Reply, ApiError> {
-        if request.path == "/metrics" {
-            request.expect(Method::Get)?;
-            return Ok(Reply::typed(
-                self.metrics.render(),
-                crate::metrics::CONTENT_TYPE,
-            ));
-        }
-        if let Some(reply) = crate::page::asset(request, "node")? {
-            return Ok(reply);
-        }
-        let segments = request.segments("node", "supernode")?;
-        match segments[..] {
-            ["health"] => {
-                request.expect(Method::Get)?;
-                Ok(Reply::data(200, "health", &"ok"))
-            }
-            ["status"] => {
-                request.expect(Method::Get)?;
-                Ok(Reply::data(200, "status", &self.status()))
-            }
-            ["search"] => {
-                request.expect(Method::Get)?;
-                // Checked here too, so a bad one is this node's 400, not a relayed one.
-                crate::supernode::NameQuery::from_request(request)?;
-                let found = self.upstream.search_names(request.query)?;
-                Ok(Reply::data(200, "node_resource_location", &found))
-            }
-            ["resources"] => {
-                request.expect(Method::Get)?;
-                Ok(Reply::new(200, Body::SharedJson(self.catalog().listing())))
-            }
-            ["resources", "find"] => {
-                request.expect(Method::Get)?;
-                self.find(request)
-            }
-            ["resources", id] => {
-                request.expect(Method::Get)?;
-                self.resource(parse_id(id)?, "")
-            }
-            ["resources", id, "content"] => {
-                request.expect(Method::Get)?;
-                self.content(request, parse_id(id)?)
-            }
-            _ => Err(ApiError::NotFound(format!(
-                "no such path: {}",
-                request.path
-            ))),
-        }
     }
 
     /// The first of `locations` (at most 8 tried) whose node answers its health check.
@@ -205,7 +187,7 @@ impl NodeService {
             role: "node",
             name,
             location,
-            supernode: self.upstream.current().to_string(),
+            supernode: self.supernodes.current(),
             up_seconds: self.started.elapsed().as_secs(),
             files: catalog
                 .iter()
@@ -221,10 +203,10 @@ impl NodeService {
     /// The resource's info, or a 302 to the holder's URL for it (`suffix` picks which URL).
     fn resource(&self, id: ResourceId, suffix: &str) -> Result<Reply, ApiError> {
         if let Some(resource) = self.catalog().get(&id) {
-            return Ok(Reply::data(200, "resource", &resource.info()));
+            return Ok(Reply::data(200, entity::RESOURCE, &resource.info()));
         }
         let mut info = self
-            .upstream
+            .supernodes
             .search(id)?
             .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
         // Sent to a holder that answers: the first that does, else one of every holder the
@@ -232,7 +214,7 @@ impl NodeService {
         let holder = match self.answering(&info.locations) {
             Some(holder) => holder,
             None => {
-                let every = self.upstream.search_all(id)?.map(|all| all.locations);
+                let every = self.supernodes.search_all(id)?.map(|all| all.locations);
                 self.answering(&every.unwrap_or_default()).ok_or_else(|| {
                     ApiError::Unavailable(format!(
                         "no holder of {id} answers ({}); retry later",
@@ -247,7 +229,7 @@ impl NodeService {
             ApiError::Unavailable(format!("the supernode's answer for {id} is unusable: {e}"))
         })?;
         let url = format!("http://{}/api/node/resources/{id}{suffix}", info.location);
-        Ok(Reply::data(302, "resource", &Remote { id, info }).with_location(url))
+        Ok(Reply::data(302, entity::RESOURCE, &Remote { id, info }).with_location(url))
     }
 
     fn content(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
@@ -298,9 +280,9 @@ impl NodeService {
             .filter(|id| catalog.get(id).is_none())
             .collect();
         let mut remote: Vec<Option<FileInfo>> = vec![None; ids.len()];
-        for entry in self.upstream.search_many(&missing)? {
+        for entry in self.supernodes.search_many(&missing)? {
             if let Some(i) = ids.iter().position(|id| *id == entry.id) {
-                remote[i] = Some(entry.file.into());
+                remote[i] = Some(entry.file.every_location());
             }
         }
         let found: Vec<Found> = ids
@@ -311,7 +293,7 @@ impl NodeService {
                 None => remote.map(|info| Found::Remote(Remote { id, info })),
             })
             .collect();
-        Ok(Reply::data(200, "resource", &found))
+        Ok(Reply::data(200, entity::RESOURCE, &found))
     }
 }
 
@@ -484,67 +466,13 @@ fn registered_location(
 }
 
 fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Registration<'a> {
-        name: &'a str,
-        location: &'a str,
-        resources: Vec<ResourceInfo<'a>>,
-    }
-    let resources = catalog.iter().map(|r| r.info()).collect();
-    serde_json::to_vec(&Registration {
-        name,
-        location,
-        resources,
-    })
-    .unwrap_or_default()
-}
-
-/// Ids in request order, each once.
-pub(crate) fn dedup(ids: Vec<ResourceId>) -> Vec<ResourceId> {
-    let mut seen = HashSet::with_capacity(ids.len());
-    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+    let registration = Registration {
+        name: Some(Cow::Borrowed(name)),
+        location: Cow::Borrowed(location),
+        resources: catalog.iter().map(|r| r.info()).collect(),
+    };
+    serde_json::to_vec(&registration).unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_registered_location_is_an_address_in_its_one_spelling() {
-        let bound: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        assert_eq!(registered_location(None, bound), Ok(bound));
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:8000".parse().unwrap();
-        assert_eq!(registered_location(None, mapped), Ok(bound));
-        let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
-        assert_eq!(
-            registered_location(None, any).unwrap_err().key,
-            "NODE_LOCATION"
-        );
-        let given = HostPort::Addr("10.0.0.7:9000".parse().unwrap());
-        assert_eq!(
-            registered_location(Some(&given), any),
-            Ok("10.0.0.7:9000".parse().unwrap())
-        );
-        // A name is the operator's to resolve: localhost is 127.0.0.1 (or ::1) everywhere.
-        let name = HostPort::Name {
-            host: "localhost".into(),
-            port: 9000,
-        };
-        let resolved = registered_location(Some(&name), bound).unwrap();
-        assert!(resolved.ip().is_loopback(), "{resolved}");
-        assert_eq!(resolved.port(), 9000);
-        assert_eq!(
-            crate::location::parse(&resolved.to_string()),
-            Ok(resolved),
-            "what the node registers is what the supernode takes"
-        );
-        let nowhere = HostPort::Name {
-            host: "no-such-host.invalid".into(),
-            port: 9000,
-        };
-        assert_eq!(
-            registered_location(Some(&nowhere), bound).unwrap_err().key,
-            "NODE_LOCATION"
-        );
-    }
-}
+mod tests;
