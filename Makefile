@@ -51,6 +51,7 @@ help:
 	@echo '  vm-test   the demonstration and the systemd checks across those VMs (root;'
 	@echo '            boots them, tests, stops them: machine/vms.sh)'
 	@echo '  bench     every benchmark, with references measured in the same run'
+	@echo '            (BENCH_ONLY="2 2k" make bench: those rows only)'
 	@echo '  attack    slowhttptest'"'"'s four slow-HTTP attacks on a supernode, a node and nginx, and the'
 	@echo '            datagram attacks on the open mode (root; bench/attack.md)'
 	@echo '  fuzz      the fuzz targets (cargo fuzz, nightly), FUZZ_SECONDS each (600)'
@@ -97,21 +98,20 @@ test-tools:
 	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
 	cd '$(ROOT)' && $(CARGO) test --test metrics --test browser -- --ignored
 
-# Check the formatting without changing anything (the bench tools and fuzz targets too).
+# Check the formatting without changing anything (the workspace, so the bench tool too, and the
+# fuzz targets).
 fmt:
 	cd '$(ROOT)' && $(CARGO) fmt --all -- --check
-	cd '$(ROOT)' && $(CARGO) fmt --manifest-path bench/tools/Cargo.toml -- --check
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 # Format the code in place.
 fmt-fix:
 	cd '$(ROOT)' && $(CARGO) fmt --all
-	cd '$(ROOT)' && $(CARGO) fmt --manifest-path bench/tools/Cargo.toml
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
-# Lint everything, warnings included.
+# Lint everything, warnings included (the bench tool too: it is in the workspace).
 lint:
-	cd '$(ROOT)' && $(CARGO) clippy --all-targets -- -D warnings
+	cd '$(ROOT)' && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Start the demo cluster and walk through the API (needs curl and python3).
 demo:
@@ -173,7 +173,9 @@ vms-down:
 vm-test: dist
 	cd '$(ROOT)' && bash machine/vms.sh test
 
-# Every benchmark, against references measured in the same run: bench/results.md.
+# Every benchmark, against references measured in the same run: bench/results.md. run.sh installs
+# the tools and hands over to the bench tool's driver (sp-bench run); BENCH_ONLY="2 2k" runs some
+# rows only (bench/README.md).
 bench:
 	cd '$(ROOT)' && bash bench/run.sh
 
