@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let ids: Vec<_> = registration.resources.iter().map(|r| r.id).collect();
     // An accepted location is an address in its one spelling: it reads back the same.
     let location = registration.location.to_string();
-    assert_eq!(superpeer::location::parse(&location), Ok(registration.location));
+    assert_eq!(
+        superpeer::location::parse(&location),
+        Ok(registration.location)
+    );
     let source = Some(registration.location.ip());
     let mut index = Index::new();
     for round in 0..2 {
