@@ -7,7 +7,7 @@
 use std::fs::{File, Metadata};
 
 use crate::error::ApiError;
-use crate::http::{Body, Reply, Request};
+use crate::http::{Reply, ReplyBody, Request};
 use crate::id::ResourceId;
 
 /// Which bytes of a file of `len` bytes a `Range` header asks for.
@@ -145,7 +145,7 @@ pub fn reply(
         .header("If-None-Match")
         .is_some_and(|h| none_match(h, &etag))
     {
-        return Ok(headers(Reply::new(304, Body::Empty)));
+        return Ok(headers(Reply::new(304, ReplyBody::Empty)));
     }
     let range = match request.header("If-Range") {
         // A range of another version is not this one's: the whole file instead.
@@ -169,7 +169,7 @@ pub fn reply(
     };
     let mut reply = Reply::new(
         status,
-        Body::File {
+        ReplyBody::File {
             file,
             offset,
             len: count,

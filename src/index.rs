@@ -209,7 +209,7 @@ pub fn fold_into(out: &mut Vec<u8>, text: &str) {
 
 /// A registered node on the status page: its resources and its last health check.
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
+pub struct RegisteredNode {
     pub location: String,
     pub name: String,
     pub resources: usize,
@@ -229,7 +229,7 @@ pub struct HostUsage {
 
 /// A node to check in a liveness sweep: its location and the registration it had then.
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub struct NodeToCheck {
     pub location: Arc<str>,
     pub generation: u64,
 }
@@ -541,11 +541,11 @@ impl Index {
     }
 
     /// The registered nodes as the status page shows them, sorted by location.
-    pub fn node_statuses(&self) -> Vec<NodeStatus> {
+    pub fn registered_nodes(&self) -> Vec<RegisteredNode> {
         let now = Instant::now();
-        let mut nodes: Vec<NodeStatus> = self
+        let mut nodes: Vec<RegisteredNode> = self
             .registered()
-            .map(|node| NodeStatus {
+            .map(|node| RegisteredNode {
                 location: node.location.to_string(),
                 name: node.name.clone(),
                 resources: node.items.len(),
@@ -564,9 +564,9 @@ impl Index {
     }
 
     /// The nodes to check in a sweep.
-    pub fn registrations(&self) -> Vec<Registration> {
+    pub fn nodes_to_check(&self) -> Vec<NodeToCheck> {
         self.registered()
-            .map(|node| Registration {
+            .map(|node| NodeToCheck {
                 location: node.location.clone(),
                 generation: node.generation,
             })
@@ -580,7 +580,7 @@ impl Index {
     /// than the current one is ignored.
     pub fn record_check(
         &mut self,
-        checked: &Registration,
+        checked: &NodeToCheck,
         alive: bool,
         rule: MissRule,
         at: Instant,
@@ -714,7 +714,7 @@ mod tests {
     fn removal_at_the_second_miss_and_never_of_a_newer_registration() {
         let mut index = Index::new();
         index.register("a:1", None, "a".into(), files(&[1]));
-        let old = index.registrations().pop().unwrap();
+        let old = index.nodes_to_check().pop().unwrap();
         let rule = MissRule {
             max_misses: 2,
             min_gap: Duration::from_secs(5),
@@ -733,7 +733,7 @@ mod tests {
         assert!(!index.is_registered("a:1"));
 
         index.register("a:1", None, "a".into(), files(&[1]));
-        let current = index.registrations().pop().unwrap();
+        let current = index.nodes_to_check().pop().unwrap();
         index.register("a:1", None, "a".into(), files(&[1]));
         let once = MissRule {
             max_misses: 1,

@@ -15,7 +15,7 @@ use crossbeam_channel::unbounded;
 
 use crate::config::SupernodeConfig;
 use crate::error::Error;
-use crate::index::{Index, MissRule, Registration};
+use crate::index::{Index, MissRule, NodeToCheck};
 use crate::metrics::SupernodeMetrics;
 use crate::shutdown::Shutdown;
 
@@ -141,7 +141,7 @@ impl Liveness {
             .index
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .registrations();
+            .nodes_to_check();
         if nodes.is_empty() {
             return;
         }
@@ -163,7 +163,7 @@ impl Liveness {
         }
     }
 
-    fn check_all(&self, nodes: &[Registration]) -> Vec<(Registration, bool)> {
+    fn check_all(&self, nodes: &[NodeToCheck]) -> Vec<(NodeToCheck, bool)> {
         let (jobs, queue) = unbounded();
         for node in nodes {
             let _ = jobs.send(node.clone());

@@ -11,18 +11,43 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Close, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::head::{self, Framing, HeadLimits};
 use super::mapped::Window;
-use super::server::Tracked;
-use super::{Body, Handler, Method, Reply, Request, split_target};
+use super::{Handler, Method, Reply, ReplyBody, Request, split_target};
 use crate::api::Routed;
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 use crate::logging::Throttle;
 use crate::shutdown::Shutdown;
+
+/// One admitted connection, as the registry sees it.
+pub(super) struct Tracked {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub(super) id: u64,
+    pub(super) epoch: Instant,
+    /// Microseconds since `epoch` (plus one) since when it has waited for a request with
+    /// nothing of it read yet; 0 while a request is in progress.
+    pub(super) idle_since: AtomicU64,
+    pub(super) evicted: AtomicBool,
+}
+
+impl Tracked {
+    /// Marks the connection idle (keeping the time it became so) or busy.
+    pub fn set_idle(&self, idle: bool) {
+        if idle {
+            let now = self.epoch.elapsed().as_micros() as u64 + 1;
+            let _ = self
+                .idle_since
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        } else {
+            self.idle_since.store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 /// A head buffer starts this large and grows, up to the head limits, only as bytes arrive.
 const HEAD_BUFFER: usize = 8 << 10;
@@ -714,10 +739,10 @@ fn send(
     reply.write_head(out, connection);
     let body: &[u8] = match &reply.body {
         _ if head_only => &[],
-        Body::Empty | Body::File { .. } => &[],
-        Body::Json(bytes) => bytes,
-        Body::SharedJson(bytes) => bytes,
-        Body::Typed { bytes, .. } => bytes,
+        ReplyBody::Empty | ReplyBody::File { .. } => &[],
+        ReplyBody::Json(bytes) => bytes,
+        ReplyBody::SharedJson(bytes) => bytes,
+        ReplyBody::Typed { bytes, .. } => bytes,
     };
     if body.len() <= WRITE_PIECE {
         out.extend_from_slice(body);
@@ -726,12 +751,12 @@ fn send(
         sock.write_all(out, timeout)?;
         sock.write_all(body, timeout)?;
     }
-    if let Body::Json(bytes) = reply.body {
+    if let ReplyBody::Json(bytes) = reply.body {
         super::recycle(bytes);
         return Ok(());
     }
     if let (
-        Body::File {
+        ReplyBody::File {
             file,
             offset,
             len,

@@ -34,7 +34,7 @@ pub use request::{Method, Request};
 pub use server::HttpServer;
 
 /// The body of a reply.
-pub enum Body {
+pub enum ReplyBody {
     Empty,
     Json(Vec<u8>),
     /// A JSON body serialised once and served many times (a node's listing).
@@ -59,7 +59,7 @@ pub enum Body {
 /// A reply: status, body and any headers beyond the ones every reply gets.
 pub struct Reply {
     pub status: u16,
-    pub body: Body,
+    pub body: ReplyBody,
     pub headers: Vec<(&'static str, String)>,
     /// Where a search found its answer, for the metrics (not sent).
     pub searched: Option<Searched>,
@@ -115,7 +115,7 @@ fn recycle(mut buffer: Vec<u8>) {
 }
 
 impl Reply {
-    pub fn new(status: u16, body: Body) -> Reply {
+    pub fn new(status: u16, body: ReplyBody) -> Reply {
         Reply {
             status,
             body,
@@ -126,7 +126,7 @@ impl Reply {
 
     /// A success body `{"data": ..., "entity": ...}`.
     pub fn data<T: Serialize>(status: u16, entity: &str, data: &T) -> Reply {
-        Reply::new(status, Body::Json(envelope(entity, data)))
+        Reply::new(status, ReplyBody::Json(envelope(entity, data)))
     }
 
     /// A body of `content_type` (not JSON).
@@ -136,7 +136,7 @@ impl Reply {
     ) -> Reply {
         Reply::new(
             200,
-            Body::Typed {
+            ReplyBody::Typed {
                 bytes: bytes.into(),
                 content_type,
             },
@@ -144,7 +144,7 @@ impl Reply {
     }
 
     pub fn no_content() -> Reply {
-        Reply::new(204, Body::Empty)
+        Reply::new(204, ReplyBody::Empty)
     }
 
     /// The error body `{"name", "description", "code"}` for `error`.
@@ -155,7 +155,7 @@ impl Reply {
             description: &error.description(),
             code,
         };
-        let reply = Reply::new(code, Body::Json(to_json(&body)));
+        let reply = Reply::new(code, ReplyBody::Json(to_json(&body)));
         match error {
             // Worth another try soon: say when.
             ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
@@ -191,20 +191,20 @@ impl Reply {
     /// The body's bytes, for tests (a file body reads as empty).
     pub fn body_bytes(&self) -> &[u8] {
         match &self.body {
-            Body::Json(bytes) => bytes,
-            Body::SharedJson(bytes) => bytes,
-            Body::Typed { bytes, .. } => bytes,
-            Body::Empty | Body::File { .. } => &[],
+            ReplyBody::Json(bytes) => bytes,
+            ReplyBody::SharedJson(bytes) => bytes,
+            ReplyBody::Typed { bytes, .. } => bytes,
+            ReplyBody::Empty | ReplyBody::File { .. } => &[],
         }
     }
 
     fn body_len(&self) -> u64 {
         match &self.body {
-            Body::Empty => 0,
-            Body::Json(bytes) => bytes.len() as u64,
-            Body::SharedJson(bytes) => bytes.len() as u64,
-            Body::Typed { bytes, .. } => bytes.len() as u64,
-            Body::File { len, .. } => *len,
+            ReplyBody::Empty => 0,
+            ReplyBody::Json(bytes) => bytes.len() as u64,
+            ReplyBody::SharedJson(bytes) => bytes.len() as u64,
+            ReplyBody::Typed { bytes, .. } => bytes.len() as u64,
+            ReplyBody::File { len, .. } => *len,
         }
     }
 
@@ -220,11 +220,11 @@ impl Reply {
         write_http_date(out);
         let _ = write!(out, "\r\nContent-Length: {}\r\n", self.body_len());
         match self.body {
-            Body::Empty => {}
-            Body::Json(_) | Body::SharedJson(_) => {
+            ReplyBody::Empty => {}
+            ReplyBody::Json(_) | ReplyBody::SharedJson(_) => {
                 out.extend_from_slice(b"Content-Type: application/json\r\n");
             }
-            Body::File { content_type, .. } | Body::Typed { content_type, .. } => {
+            ReplyBody::File { content_type, .. } | ReplyBody::Typed { content_type, .. } => {
                 let _ = write!(out, "Content-Type: {content_type}\r\n");
             }
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use socket2::{Domain, Socket, Type};
 
-use super::conn::{self, Budget, Buffers, Shared};
+use super::conn::{self, Budget, Buffers, Shared, Tracked};
 use super::head::{HeadLimits, MAX_HEADERS_LIMIT};
 use super::{Handler, Reply};
 use crate::config::HttpConfig;
@@ -146,32 +146,6 @@ fn connection_cap(max_connections: usize) -> usize {
         );
     }
     max_connections.min(allowed).max(1)
-}
-
-/// One admitted connection, as the registry sees it.
-pub(super) struct Tracked {
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
-    id: u64,
-    epoch: Instant,
-    /// Microseconds since `epoch` (plus one) since when it has waited for a request with
-    /// nothing of it read yet; 0 while a request is in progress.
-    idle_since: AtomicU64,
-    evicted: AtomicBool,
-}
-
-impl Tracked {
-    /// Marks the connection idle (keeping the time it became so) or busy.
-    pub fn set_idle(&self, idle: bool) {
-        if idle {
-            let now = self.epoch.elapsed().as_micros() as u64 + 1;
-            let _ = self
-                .idle_since
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        } else {
-            self.idle_since.store(0, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A connection holding its place in the registry; dropping it gives the place back.

@@ -22,7 +22,7 @@ use crate::api::{
 use crate::client::{Announcement, Registrar, Upstream};
 use crate::config::{NodeConfig, Role};
 use crate::error::{ApiError, ConfigError, Error};
-use crate::http::{Body, HttpServer, Reply, Request, Service};
+use crate::http::{HttpServer, Reply, ReplyBody, Request, Service};
 use crate::id::ResourceId;
 use crate::location::HostPort;
 use crate::logging::Throttle;
@@ -100,9 +100,10 @@ impl Service for NodeService {
                 let found = self.supernodes.search_names(request.query)?;
                 Ok(Reply::data(200, entity::LOCATION, &found))
             }
-            Route::Node(N::Resources) => {
-                Ok(Reply::new(200, Body::SharedJson(self.catalog().listing())))
-            }
+            Route::Node(N::Resources) => Ok(Reply::new(
+                200,
+                ReplyBody::SharedJson(self.catalog().listing()),
+            )),
             Route::Node(N::Find) => self.find(request),
             Route::Node(N::Resource(id)) => self.resource(id, ""),
             Route::Node(N::Content(id)) => self.content(request, id),
@@ -116,7 +117,7 @@ const HOLDER_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `GET /api/node/status`: the node's page reads it every few seconds.
 #[derive(Serialize)]
-struct NodeStatus {
+struct Status {
     role: &'static str,
     name: String,
     location: String,
@@ -180,10 +181,10 @@ impl NodeService {
     }
 
     /// `GET /api/node/status`: what the page shows.
-    fn status(&self) -> NodeStatus {
+    fn status(&self) -> Status {
         let catalog = self.catalog();
         let (name, location) = self.identity.get().cloned().unwrap_or_default();
-        NodeStatus {
+        Status {
             role: "node",
             name,
             location,

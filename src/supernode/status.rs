@@ -19,7 +19,7 @@ pub(super) struct Status {
     /// The other supernodes' index summaries held here.
     summaries: Vec<SummaryStatus>,
     index: IndexSizes,
-    nodes: Vec<crate::index::NodeStatus>,
+    nodes: Vec<crate::index::RegisteredNode>,
     searches: SearchCounts,
 }
 
@@ -64,7 +64,11 @@ impl SupernodeService {
     pub(super) fn status(&self) -> Status {
         let (nodes, resources, (locations, _)) = {
             let index = self.read_index();
-            (index.node_statuses(), index.resource_count(), index.size())
+            (
+                index.registered_nodes(),
+                index.resource_count(),
+                index.size(),
+            )
         };
         let peers = self
             .group
