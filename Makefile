@@ -96,7 +96,7 @@ test-tools:
 	cd '$(ROOT)' && missing=; for p in $(TOOL_PACKAGES); do \
 	  command -v "$${p#*:}" >/dev/null || missing="$$missing $${p%%:*}"; done; \
 	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
-	cd '$(ROOT)' && $(CARGO) test --test metrics --test browser -- --ignored
+	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored metrics:: browser::
 
 # Check the formatting without changing anything (the workspace, so the bench tool too, and the
 # fuzz targets).
@@ -155,7 +155,7 @@ lab-down:
 lab-test:
 	@[ "$$(id -u)" = 0 ] || { echo 'make lab-test: must run as root: the drills make network namespaces (try: sudo make lab-test)' >&2; exit 1; }
 	@command -v ip >/dev/null 2>&1 || { echo 'make lab-test: ip (iproute2) is missing; install it: apt-get install -y iproute2' >&2; exit 1; }
-	cd '$(ROOT)' && $(CARGO) test --test lab -- --ignored --test-threads=1 $(if $(filter 1,$(LAB_KEY)),keyed::)
+	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored --test-threads=1 $(if $(filter 1,$(LAB_KEY)),lab::keyed::,lab::)
 
 # The seed's three hosts as real Debian 12 VMs (qemu, software emulation; root): the image is
 # debootstrapped once into target/vm/, each VM provisioned by machine/provision.sh, its NIC a

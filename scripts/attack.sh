@@ -221,7 +221,7 @@ done
 } >"$RESULTS"
 say "== the datagram attacks on the open mode (cargo test --test lab open_mode)"
 datagrams=$OUT/datagrams.log
-(cd "$ROOT" && cargo test --quiet --test lab -- --ignored --test-threads=1 open_mode::) \
+(cd "$ROOT" && cargo test --quiet --test tests -- --ignored --test-threads=1 lab::open_mode::) \
     >"$datagrams" 2>&1 || failed=1
 {
     echo

@@ -1,11 +1,9 @@
 //! Every row of SPEC section 3, against real processes.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const FILES: &[(&str, &[u8])] = &[
     ("resource_ahXhUa", b"first file\n"),

@@ -2,24 +2,15 @@
 //! against the real binary on its own ports. While each attack runs, a fresh client on
 //! 127.0.0.1 must be answered within 500 ms (the attacker connects from 127.0.0.2, so the
 //! per-address cap is not what saves the client, unless the test says so); afterwards the
-//! process must be alive and its index unchanged.
-
-mod support;
+//! process must be alive and its index unchanged. Each attack runs [`alone`]: the client's
+//! wait must be the attack's doing, not a neighbouring test's.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
-
-/// The attacks run one at a time: each measures how long a fresh client waits, and that wait
-/// must be the attack's doing, not a neighbouring test's.
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static ALONE: Mutex<()> = Mutex::new(());
-    ALONE.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::support::*;
 
 const ATTACKER: &str = "127.0.0.2";
 

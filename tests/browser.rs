@@ -4,14 +4,12 @@
 //! but loopback in reach, so not one packet of the browser's can leave the machine. Root,
 //! `chromium` and `chromium-driver`: `make test-tools` installs them and runs this.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::netns::{self, Lan};
+use crate::support::*;
 use serde_json::{Value, json};
-use support::netns::{self, Lan};
-use support::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 

@@ -2,11 +2,9 @@
 //! the others fetch it, and a search asks only the supernodes whose summary may hold the id,
 //! against real processes.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// Datagrams of `kind` that `proc` received, from its metrics.
 fn received(proc: &Proc, kind: &str) -> f64 {

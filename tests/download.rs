@@ -4,13 +4,11 @@
 //! another node's 302; the write deadline of a slow or stalled reader. (A file changed or cut
 //! short during a download: `tests/integrity.rs`.)
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// One answer, read to its end: status, headers (names in lowercase), body.
 struct Answer {

@@ -6,8 +6,6 @@
 //! may overwrite a file, write outside the name's rules, print raw escapes or write more
 //! than the length stated.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -15,8 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use support::*;
 
 /// A `superpeer get` running in a folder; its output goes to files in `logs`.
 struct Running {

@@ -2,9 +2,7 @@
 //! locations from the whole group (codes `25`/`26`), and a node redirects to a holder that
 //! answers, not blindly to the first one named.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn locations(answer: &Resp) -> Vec<String> {
     sorted_locations(&answer.json()["data"]["file"])

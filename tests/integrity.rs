@@ -2,13 +2,11 @@
 //! out of the node's folder is not shared, and nothing a supernode says reaches a header
 //! unchecked.
 
-mod support;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn listed_ids(node: &Proc) -> Vec<String> {
     node.get("/api/node/resources").json()["data"]

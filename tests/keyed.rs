@@ -1,14 +1,12 @@
 //! SPEC section 7, the cluster key over HTTP: with `CLUSTER_KEY`, only signed registrations,
 //! heartbeats, leaves and manual sweeps are taken; the rest of the API stays open.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::*;
 use superpeer::auth::{self, ClusterKeys};
-use support::*;
 
 const KEY: &str = "the-cluster-key-of-this-test-0123456789";
 const OTHER_KEY: &str = "somebody-elses-key-0123456789abcdef";

@@ -1,26 +1,22 @@
-//! The lab's drills (root only: `make lab-test` runs them with `--ignored`). Hosts are network
+//! The lab's drills (root only: `make lab-test` runs them, every test under `lab::`, with
+//! `--ignored` and one at a time; `LAB_KEY=1`: `lab::keyed::` only). Hosts are network
 //! namespaces on a bridge of their own (`support::netns`); every instance runs in its host's
 //! namespace, and the test's clients and attacker act from threads inside theirs. Each drill
 //! prints `PASS`/`FAIL` lines with what it measured, straight to standard output (the
 //! instances' logs stay captured, and are shown for a failed test only), and fails with them.
 //!
-//! - `open::*` and `keyed::*`: the seed's demonstration across three hosts, the five fault
-//!   drills, and two sites joined by a router (`tests/lab/drills.rs`, on the lab of
-//!   `tests/lab/harness.rs`), each on a fresh lab of its own, without a cluster key and with a
-//!   fresh one for every instance.
+//! - `lab::open::*` and `lab::keyed::*`: the seed's demonstration across three hosts, the
+//!   five fault drills, and two sites joined by a router (`tests/lab/drills.rs`, on the lab
+//!   of `tests/lab/harness.rs`), each on a fresh lab of its own, without a cluster key and
+//!   with a fresh one for every instance.
 //! - the attacker host and the graceful stop, below, in a keyed lab of four hosts.
 
-mod support;
-
-#[path = "lab/drills.rs"]
 mod drills;
-#[path = "lab/harness.rs"]
 mod harness;
-#[path = "lab/open_mode.rs"]
 mod open_mode;
 
-/// Each drill twice: `open::<drill>` (no cluster key, as the seed ran) and `keyed::<drill>`
-/// (one fresh cluster key for every instance).
+/// Each drill twice: `lab::open::<drill>` (no cluster key, as the seed ran) and
+/// `lab::keyed::<drill>` (one fresh cluster key for every instance).
 macro_rules! open_and_keyed {
     ($($test:ident => $drill:ident),* $(,)?) => {
         mod open {
@@ -28,7 +24,7 @@ macro_rules! open_and_keyed {
                 #[test]
                 #[ignore = "needs root and network namespaces: make lab-test"]
                 fn $test() {
-                    crate::drills::$drill(crate::harness::Keying::Open);
+                    super::drills::$drill(super::harness::Keying::Open);
                 }
             )*
         }
@@ -37,7 +33,7 @@ macro_rules! open_and_keyed {
                 #[test]
                 #[ignore = "needs root and network namespaces: make lab-test"]
                 fn $test() {
-                    crate::drills::$drill(crate::harness::Keying::Keyed);
+                    super::drills::$drill(super::harness::Keying::Keyed);
                 }
             )*
         }
@@ -59,10 +55,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::netns::{self, Lan};
+use crate::support::*;
 use superpeer::auth::{self, ClusterKeys, DatagramSeals};
 use superpeer::wire::{self, Body, Message, Sender};
-use support::netns::{self, Lan};
-use support::*;
 
 const KEY: &str = "the-lab-cluster-key-0123456789abcdef";
 const ATTACKER_KEY: &str = "the-attackers-own-key-0123456789abc";

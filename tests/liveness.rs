@@ -1,11 +1,9 @@
 //! SPEC section 5: health checks, removal, re-registration and fail-over, with real processes.
 
-mod support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn a_killed_node_leaves_after_two_missed_checks_a_period_apart_and_not_before() {

@@ -2,11 +2,9 @@
 //! passes `promtool check metrics`, and a supernode writes a summary line instead of a line
 //! per search.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// The value of `series` (name and labels, as written) in a scrape, if it is there.
 fn value(text: &str, series: &str) -> Option<f64> {

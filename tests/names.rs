@@ -2,12 +2,10 @@
 //! and the group's (new codes `23`/`24`, each datagram under 512 bytes), merged by id; the
 //! node's `/api/node/search` asks its supernode.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn search(proc: &Proc, query: &str) -> Vec<Value> {
     let answer = proc.get(&format!("/api/supernode/search?{query}"));

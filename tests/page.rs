@@ -1,9 +1,7 @@
 //! SPEC section 8, the web page: served from the binary on both roles, with the status it
 //! reads. (`tests/browser.rs` drives it in a real browser.)
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn both_roles_serve_their_page_and_its_status() {

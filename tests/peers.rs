@@ -2,11 +2,9 @@
 //! (unicast), against real processes. Here every supernode has a multicast group of its own,
 //! so that only unicast joins them.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// A supernode alone in a group of its own, with its own socket on `port`, `PEERS` = `peers`
 /// and `GROUP_SIZE` = `group_size`.

@@ -1,10 +1,8 @@
 //! Bad input and load: clear errors, no crash, no hang, no lost index entries.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn oversized_bodies_and_garbage_requests_get_errors_and_the_server_lives_on() {

@@ -1,11 +1,9 @@
 //! SPEC section 4: search across supernodes over multicast, against real processes, plus a
 //! test socket in the group that speaks the seed's protocol as its supernodes do.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn fields(datagram: &str) -> Vec<&str> {
     datagram.split(';').collect()

@@ -1,12 +1,10 @@
 //! SPEC section 8, a graceful stop: on SIGTERM or SIGINT a node leaves its supernode at once,
 //! and a supernode answers the requests in flight before it exits 0.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use superpeer::wire::{self, Body, Message, Sender};
-use support::*;
 
 fn signal(proc: &Proc, name: &str) {
     let status = std::process::Command::new("kill")

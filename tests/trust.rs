@@ -3,11 +3,9 @@
 //! (in total, per node, per source host) bound the index without costing what it holds. The
 //! attacker is 127.0.0.2; the nodes live on 127.0.0.1.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const ATTACKER: &str = "127.0.0.2";
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::*;
+use super::harness::*;
 use crate::support::sha256;
 
 /// How often a drill looks again at what it waits for.

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use superpeer::digest::Digest;
 use superpeer::wire::{self, Body, Message, Sender};
 
-use crate::harness::{Answer, Keying, Lab, fetch, header, note, secs3, verdicts};
+use super::harness::{Answer, Keying, Lab, fetch, header, note, secs3, verdicts};
 use crate::support::netns::{self, Lan};
 use crate::support::{Folder, Peer, sha256, wait_until};
 

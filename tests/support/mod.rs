@@ -5,15 +5,14 @@
 //! [`group`]. A [`Proc`] kills its child when dropped, even when the test fails, and each
 //! child's log lines are forwarded with a prefix, so a failing test shows what happened.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
@@ -35,6 +34,126 @@ pub fn group() -> String {
         pid & 0xff,
         40000 + n
     )
+}
+
+/// Set in the process [`in_own_process`] starts: the name of the one test it runs.
+const OWN_PROCESS: &str = "SUPERPEER_TEST_OWN_PROCESS";
+
+/// For a test that changes what its process holds for every test in it (the open-files limit,
+/// the logger): `true` when it runs in a process of its own, and may. Otherwise this runs the
+/// calling test again in a new process of this test binary, alone, waits for it, shows its
+/// output, panics when it failed, and returns `false`: the caller then returns.
+pub fn in_own_process() -> bool {
+    // libtest runs each test on a thread named after it, as `--exact` wants it.
+    let thread = std::thread::current();
+    let test = thread.name().expect("a test's thread has its name");
+    if std::env::var_os(OWN_PROCESS).is_some_and(|own| own == test) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("this test binary's path");
+    let out = Command::new(exe)
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(OWN_PROCESS, test)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start this test binary again");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(
+        out.status.success(),
+        "{test}, in a process of its own: {}",
+        out.status
+    );
+    // With no test of that name, the new process would pass having run nothing.
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its own process"
+    );
+    false
+}
+
+/// The tests that have started an instance and not ended yet, and the one that runs
+/// [`alone`], if one does. A test is known by its thread: libtest runs each test on a thread
+/// of its own, which ends with the test.
+struct Running {
+    alone: Option<ThreadId>,
+    tests: Vec<ThreadId>,
+}
+
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    alone: None,
+    tests: Vec::new(),
+});
+static RUNNING_CHANGED: Condvar = Condvar::new();
+
+fn running() -> MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait_running(guard: MutexGuard<'static, Running>) -> MutexGuard<'static, Running> {
+    RUNNING_CHANGED
+        .wait(guard)
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A test that started an instance, until its thread ends.
+struct Started(ThreadId);
+
+impl Started {
+    /// Waits while another test runs alone; then this test counts as running.
+    fn now() -> Started {
+        let me = std::thread::current().id();
+        let mut running = running();
+        while running.alone.is_some_and(|alone| alone != me) {
+            running = wait_running(running);
+        }
+        running.tests.push(me);
+        Started(me)
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        running().tests.retain(|test| *test != self.0);
+        RUNNING_CHANGED.notify_all();
+    }
+}
+
+thread_local! {
+    /// Made at the test's first instance, dropped when the test's thread ends.
+    static STARTED: Started = Started::now();
+}
+
+/// Held by a test whose figures another test's load would change (the attacks measure how long
+/// a fresh client waits): such tests run one at a time, and while one holds this no other test
+/// has instances running. It waits for the tests that have started theirs to end; a test that
+/// has not yet waits at its first [`Launch::spawn`] until this is dropped. (Instances are
+/// started from the test's own thread, which is how the tests are known.)
+pub struct Alone {
+    _turn: MutexGuard<'static, ()>,
+}
+
+pub fn alone() -> Alone {
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let me = std::thread::current().id();
+    let mut running = running();
+    running.alone = Some(me);
+    while running.tests.iter().any(|test| *test != me) {
+        running = wait_running(running);
+    }
+    Alone { _turn: turn }
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        running().alone = None;
+        RUNNING_CHANGED.notify_all();
+    }
 }
 
 /// A port that was free a moment ago (for a process that must be known before it starts).
@@ -165,6 +284,7 @@ impl Launch {
 
     /// Starts the process without waiting for anything (for start-up failures).
     pub fn spawn(self) -> Proc {
+        STARTED.with(|_| ());
         // util-linux's prlimit and iproute2's `ip netns exec` each run the next program in
         // their place: the child's PID stays the binary's.
         let mut program: Vec<String> = Vec::new();

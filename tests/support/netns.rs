@@ -244,11 +244,6 @@ impl Lan {
             .unwrap_or_else(|| panic!("no host {h} in this lab"))
     }
 
-    /// The namespace of the bridge (the switch the hosts' cables go into).
-    pub fn lan_ns(&self) -> &str {
-        &self.lan
-    }
-
     /// Pulls host `h`'s cable out of the switch (`up == false`: its bridge port goes down; the
     /// host keeps its own interface and address) or plugs it back in.
     pub fn set_cable(&self, h: usize, up: bool) {
