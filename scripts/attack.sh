@@ -219,7 +219,7 @@ done
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } >"$RESULTS"
-say "== the datagram attacks on the open mode (cargo test --test lab open_mode)"
+say "== the datagram attacks on the open mode (cargo test --test tests lab::open_mode::)"
 datagrams=$OUT/datagrams.log
 (cd "$ROOT" && cargo test --quiet --test tests -- --ignored --test-threads=1 lab::open_mode::) \
     >"$datagrams" 2>&1 || failed=1
