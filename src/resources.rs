@@ -141,10 +141,6 @@ impl Catalog {
         self.resources.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.resources.is_empty()
-    }
-
     /// The whole `GET /api/node/resources` answer, serialised once.
     pub fn listing(&self) -> Arc<[u8]> {
         self.listing.clone()

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use superpeer::index::Index;
-use superpeer::supernode::parse_registration;
+use superpeer::parse_registration;
 
 fuzz_target!(|data: &[u8]| {
     let registration = match parse_registration(data) {
