@@ -18,7 +18,7 @@ use superpeer::wire::{self, Body, Message, Sender};
 
 use super::harness::{Answer, Keying, Lab, fetch, header, note, secs3, verdicts};
 use crate::support::netns::{self, Lan};
-use crate::support::{Folder, Peer, sha256, wait_until};
+use crate::support::{Folder, Peer, answers_to_query, sha256, wait_until};
 
 /// The seed's group: the LAN is the drill's own.
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(230, 0, 0, 0), 4321);
@@ -527,21 +527,9 @@ fn forged_announcements_fetch_nothing_and_speak_for_nobody() {
                     let Ok((len, from)) = socket.recv_from(&mut buffer) else {
                         continue;
                     };
-                    if let Ok(Message {
-                        sender: Sender::Query { from: prober, tag },
-                        body: Body::Query(id),
-                        ..
-                    }) = wire::parse(&buffer[..len])
-                    {
-                        for fake in &fakes {
-                            let sender = Sender::Reply {
-                                from: fake.clone(),
-                                to: prober.clone(),
-                                tag,
-                            };
-                            let answer = Message::new(sender, Body::NotFound(id.to_string()));
-                            let _ = socket.send_to(&answer.encode(), from);
-                        }
+                    let names: Vec<&str> = fakes.iter().map(String::as_str).collect();
+                    for answer in answers_to_query(&buffer[..len], &names) {
+                        let _ = socket.send_to(&answer, from);
                     }
                 }
             }

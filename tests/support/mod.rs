@@ -741,11 +741,34 @@ pub fn request_from(
     (status, head.to_string(), body.to_string())
 }
 
+/// The answers, under each of `names`, to `datagram` when it is a query of a supernode of ours
+/// (a cookie, or a ping: a `20` for an id), as our supernodes answer it: "not here", tagged.
+/// Only the name the cookie was made for proves its address with it.
+pub fn answers_to_query(datagram: &[u8], names: &[&str]) -> Vec<Vec<u8>> {
+    use superpeer::wire::{self, Body, Message, Sender};
+    let Ok(Message {
+        sender: Sender::Query { from: prober, tag },
+        body: Body::Query(id),
+        ..
+    }) = wire::parse(datagram)
+    else {
+        return Vec::new();
+    };
+    let answer = |name: &&str| {
+        let sender = Sender::Reply {
+            from: name.to_string(),
+            to: prober.clone(),
+            tag,
+        };
+        Message::new(sender, Body::NotFound(id.to_string())).encode()
+    };
+    names.iter().map(answer).collect()
+}
+
 /// Answers the cookie a supernode sends to `socket` (a `20` for an id made up for that name
 /// and address) as a supernode of ours does, under the name `me`: from then on the address has
 /// proved to it that it receives there. Panics when no cookie comes within 5 s.
 pub fn prove_address(socket: &UdpSocket, me: &str) {
-    use superpeer::wire::{self, Body, Message, Sender};
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buffer = [0u8; 2048];
     socket
@@ -755,19 +778,8 @@ pub fn prove_address(socket: &UdpSocket, me: &str) {
         let Ok((len, from)) = socket.recv_from(&mut buffer) else {
             continue;
         };
-        if let Ok(Message {
-            sender: Sender::Query { from: prober, tag },
-            body: Body::Query(id),
-            ..
-        }) = wire::parse(&buffer[..len])
-        {
-            let sender = Sender::Reply {
-                from: me.into(),
-                to: prober,
-                tag,
-            };
-            let answer = Message::new(sender, Body::NotFound(id.to_string()));
-            socket.send_to(&answer.encode(), from).unwrap();
+        if let [answer] = &answers_to_query(&buffer[..len], &[me])[..] {
+            socket.send_to(answer, from).unwrap();
             return;
         }
     }
