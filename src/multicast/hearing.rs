@@ -74,7 +74,7 @@ impl Inner {
                 tag: PING_TAG,
             };
             let probe = Message::new(sender, Body::Query(cookie));
-            self.reply(probe, None, To::One(from), now);
+            self.reply(probe, None, (To::One(from), false), now);
         }
         // Our own kind's (tagged) queries are answered to the asker's socket, the seed's on the
         // group, where they listen.
@@ -198,14 +198,14 @@ impl Inner {
         match body {
             Body::Query(id) => {
                 let (answer, answered) = answers::id_query(&self.read_index(), &self.me, asker, id);
-                self.reply(answer, answered.as_ref(), to, now);
+                self.reply(answer, answered.as_ref(), (to, proven), now);
             }
             Body::AllQuery(id) => {
                 let answer = answers::all_query(&self.read_index(), &self.me, asker, id);
                 if let Some(answer) = answer
                     && big_allowed()
                 {
-                    self.reply(answer, None, to, now);
+                    self.reply(answer, None, (to, proven), now);
                 }
             }
             Body::NameQuery { text, node, limit } => {
@@ -219,7 +219,7 @@ impl Inner {
                         // Hundreds at once would overflow the asker's receive buffer: a breath.
                         thread::sleep(Duration::from_micros(200));
                     }
-                    self.reply(part, None, to, now);
+                    self.reply(part, None, (to, proven), now);
                 }
             }
             Body::Found(location) => self.on_found(asker, location),
@@ -269,17 +269,18 @@ impl Inner {
     }
 
     /// Sends an answer (or a cookie) caused by a datagram: to an address that has not proved
-    /// itself, only within 3 x what came from it.
+    /// itself, only within 3 x what came from it (`proven`: `to` has, nothing to count).
     pub(super) fn reply(
         &self,
         message: Message,
         answered: Option<&ResourceId>,
-        to: To,
+        (to, proven): (To, bool),
         now: Instant,
     ) {
         let kind = kind_of(&message.body);
         let bytes = self.transport.seal(message, answered);
         if let To::One(addr) = to
+            && !proven
             && !self.state().sources.may_send(addr, bytes.len(), now)
         {
             self.transport.metrics.withheld("amplification");
@@ -287,6 +288,7 @@ impl Inner {
         }
         self.transport.send_bytes(&bytes, kind, to);
     }
+
     pub(super) fn on_found(self: &Arc<Self>, sender: &Sender, location: String) {
         match sender {
             Sender::Reply { to, tag, .. } if *to == self.me => {
