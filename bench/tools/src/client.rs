@@ -348,6 +348,9 @@ pub fn register(a: &RegisterArgs) -> Res<Registered> {
         None => None,
     };
     let (seed, per) = (a.seed, a.per);
+    // The supernodes keep their default liveness sweep: the made-up nodes answer it.
+    let ports = (a.port_base..a.port_base + a.nodes).map(|p| p as u16);
+    crate::holders::answer_health(ports)?;
     let mut conn = Conn::new(a.addr, Duration::from_secs(120));
     let mut ms = Vec::new();
     let mut lines = Vec::new();

@@ -48,6 +48,8 @@ pub struct Bench {
     /// Row 3's medians (us): a local hit and a remote one.
     pub local_us: Option<f64>,
     pub remote_us: Option<f64>,
+    /// Row 2's nginx figure (req/s), the reference of row 2g.
+    pub nginx_rps: Option<f64>,
     /// The groups of supernodes up (rows 15, 16): prefix -> size.
     pub groups: HashMap<String, usize>,
     /// Their idle rate of datagrams at each supernode but the asker, per second.
@@ -85,6 +87,7 @@ impl Bench {
             pp_same_us: None,
             local_us: None,
             remote_us: None,
+            nginx_rps: None,
             groups: HashMap::new(),
             bg_rate: HashMap::new(),
         })
@@ -147,10 +150,9 @@ impl Bench {
     // -----------------------------------------------------------------------------------------
     // Instances
 
-    /// Starts an instance with exactly these settings (and `LOG_LEVEL=warn` unless they say
-    /// otherwise) on 127.0.0.1:PORT, logging to bench/logs/NAME.log, and waits until it
-    /// accepts connections (20 s at most). A fixed port: at LOG_LEVEL=warn the instance does
-    /// not log the one it got.
+    /// Starts an instance with exactly these settings over the binary's defaults (what users
+    /// run) on 127.0.0.1:PORT, logging to bench/logs/NAME.log, and waits until it accepts
+    /// connections (20 s at most).
     pub fn start(
         &mut self,
         name: &str,
@@ -175,7 +177,6 @@ impl Bench {
         procs::clean_env(&mut cmd)
             .env("LHOST", HOST)
             .env("LPORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
             .envs(env.iter().cloned());
         procs::contain(&mut cmd, None);
         self.procs.spawn(name, &mut cmd)?;

@@ -27,6 +27,7 @@
 mod client;
 mod driver;
 mod farm;
+mod holders;
 mod http;
 mod local;
 mod opts;

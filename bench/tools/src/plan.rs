@@ -128,6 +128,8 @@ pub enum Need {
     Pair,
     /// The figures of row 3 (single local and remote searches).
     Row3,
+    /// Row 2's nginx figure (the reference of row 2g).
+    Row2,
 }
 
 pub struct Measure {
@@ -184,23 +186,25 @@ pub const MEASURES: &[Measure] = &[
     m("13",       "download of a 1 GiB file",                              &["13", "13r"],                &[Nginx],          Bench::m13_download),
     m("11",       "liveness sweep over 1,000 nodes",                       &["11"],                       &[],               Bench::m11_liveness),
     m("12",       "idle memory and binary size",                           &["12"],                       &[Static, Small],  Bench::m12_idle),
-    m("15",       "2, 8 and 32 supernodes: searches and their datagrams",  &["15a", "15b", "15c", "15d"], &[],               Bench::m15_scale),
+    m("15",       "2, 8 and 32 supernodes: searches and their datagrams",  &["2g", "15a", "15b", "15c", "15d"], &[Row2], Bench::m15_scale),
     m("16",       "index summaries of 1,000,000 ids",                      &["16a", "16b"],               &[],               Bench::m16_summaries),
 ];
 
-/// The measurements `only` asks for (all when empty), with row 3 added when a measurement
-/// compares with its figures.
+/// The measurements `only` asks for (all when empty), with rows 2 and 3 added when a
+/// measurement compares with their figures.
 pub fn select(only: &[String]) -> Vec<&'static Measure> {
     let mut keys: BTreeSet<&str> = MEASURES
         .iter()
         .filter(|m| only.is_empty() || only.iter().any(|t| m.matches(t)))
         .map(|m| m.key)
         .collect();
-    if MEASURES
-        .iter()
-        .any(|m| keys.contains(m.key) && m.needs.contains(&Row3))
-    {
-        keys.insert("3");
+    for (need, key) in [(Row3, "3"), (Row2, "2")] {
+        if MEASURES
+            .iter()
+            .any(|m| keys.contains(m.key) && m.needs.contains(&need))
+        {
+            keys.insert(key);
+        }
     }
     MEASURES.iter().filter(|m| keys.contains(m.key)).collect()
 }
@@ -218,8 +222,9 @@ mod tests {
     fn selection_by_key_or_row() {
         assert_eq!(keys(&[]).len(), MEASURES.len());
         assert_eq!(keys(&["2", "2k"]), ["2", "2k"]);
-        assert_eq!(keys(&["15c"]), ["15"]);
-        assert_eq!(keys(&["15"]), ["15"]);
+        // 15 compares its group of 8 with row 2's nginx (row 2g): 2 comes along.
+        assert_eq!(keys(&["15c"]), ["2", "15"]);
+        assert_eq!(keys(&["2g"]), ["2", "15"]);
         assert_eq!(keys(&["13"]), ["13"]);
         assert_eq!(keys(&["14"]), ["6, 7, 10"]);
         assert_eq!(keys(&["6"]), ["6, 7, 10"]);

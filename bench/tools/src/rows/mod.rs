@@ -18,6 +18,16 @@ use crate::stats::{Calc, calc, grouped};
 
 /// "12,345 req/s", with the failed requests and the connections never served (the most in
 /// one run), when there were any.
+/// The figure and ratio of an unpinned run, written beside a pinned row's figure: what users
+/// see, where the scheduler puts the threads.
+pub fn unpinned_text(figure: f64, reference: f64) -> String {
+    format!(
+        "{} req/s, ratio {}",
+        grouped(figure, 0),
+        ratio(figure, reference)
+    )
+}
+
 pub fn rps_text(rps: f64, bad: u64, idle: usize) -> String {
     let mut text = format!("{} req/s", grouped(rps, 0));
     if bad > 0 {

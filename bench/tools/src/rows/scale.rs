@@ -382,6 +382,18 @@ impl Bench {
                 verdict(r.0 >= 0.5 && get("g32", true).bad + get("g2", true).bad == 0),
             );
         }
+        if let (Some(g8), Some(nginx)) = (rps("g8", false), self.nginx_rps) {
+            let r = calc(g8 / nginx);
+            self.row(
+                "2g",
+                "supernode remote search in a group of 8 (the file one other supernode holds), wrk",
+                text("g8", false),
+                format!("nginx {} req/s (row 2's)", grouped(nginx, 0)),
+                &r,
+                ">= 0.5 x nginx, all correct",
+                verdict(r.0 >= 0.5 && get("g8", false).bad == 0),
+            );
+        }
         if let (Some(g32), Some(g2)) = (rps("g32", false), rps("g2", false)) {
             let r = calc(g32 / g2);
             self.row(

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::{ratio, rps_text};
+use super::{ratio, rps_text, unpinned_text};
 use crate::client::{self, ConcurrentArgs, LatencyArgs, RegisterArgs};
 use crate::driver::{Bench, Env, env_of};
 use crate::opts::Res;
@@ -40,7 +40,8 @@ impl Bench {
     }
 
     /// The static binary (make dist's, the one the VMs run) against the release one, on the
-    /// same local searches of the same index: allocations per request set them apart.
+    /// same local searches of the same index, unpinned (as users run them: on one core, threads
+    /// never contend for musl's allocator lock, which is the cost on every multi-core host).
     pub fn m1s_local_static(&mut self) -> Res<()> {
         let a = self.a_url()?;
         let bin = self.static_bin.clone().ok_or("no static binary")?;
@@ -49,7 +50,6 @@ impl Bench {
         let kind = self.static_kind.clone();
         let outcome = (|| {
             client::register(&RegisterArgs::new(self.addr("s")?, 1, 1, 15, 27801))?;
-            self.pin(&["s", "a"])?;
             let s_url = self.url("s")?;
             self.wrk_pair(
                 (
@@ -62,7 +62,6 @@ impl Bench {
                 self.s.runs,
             )
         })();
-        self.unpin(&["a"]);
         self.stop(&["s"]);
         let p = outcome?;
         let r = ratio(p.a, p.b);
@@ -72,7 +71,7 @@ impl Bench {
             rps_text(p.a, p.bad_a, p.idle_a),
             format!("release binary {} req/s", grouped(p.b, 0)),
             &r,
-            ">= 0.9 x release (pinned)",
+            ">= 0.9 x release",
             verdict(r.0 >= 0.9 && p.bad_a == 0),
         );
         Ok(())
@@ -89,14 +88,15 @@ impl Bench {
             self.s.runs,
         )?;
         let r = ratio(p.a, p.b);
+        self.nginx_rps = Some(p.b);
         self.row(
             "2",
             "supernode remote search (multicast to a 2nd supernode), wrk",
             rps_text(p.a, p.bad_a, p.idle_a),
             format!("nginx {} req/s", grouped(p.b, 0)),
             &r,
-            ">= 0.25 x nginx, all correct",
-            verdict(r.0 >= 0.25 && p.bad_a == 0),
+            ">= 0.5 x nginx, all correct",
+            verdict(r.0 >= 0.5 && p.bad_a == 0),
         );
         Ok(())
     }
@@ -104,8 +104,9 @@ impl Bench {
     /// A variant pair Xa, Xb (ports PORT and PORT+1, multicast group GROUP, with ENV), Xb
     /// holding b's 1,000 resources (registered with KEY when given), searched remotely through
     /// Xa against a's same searches, all pinned and interleaved, two runs more than the other
-    /// rows: a difference of a few per cent is what these rows are about. Returns the pair
-    /// (a: the variant, b: a) and the lines Xa logged.
+    /// rows: a difference of a few per cent is what these rows are about. Then one run of each
+    /// unpinned, the figure users see beside the one the target holds. Returns the pairs (a:
+    /// the variant, b: a), pinned and unpinned.
     fn pair_against_a(
         &mut self,
         x: &str,
@@ -114,7 +115,7 @@ impl Bench {
         label: &str,
         key: Option<&str>,
         extra: &Env,
-    ) -> Res<(Pair, usize)> {
+    ) -> Res<(Pair, Pair)> {
         self.pair_up()?;
         let a = self.a_url()?;
         let (xa, xb) = (format!("{x}a"), format!("{x}b"));
@@ -124,36 +125,60 @@ impl Bench {
         self.start(&xa, "supernode", &bin, port, &env)?;
         let paths = self.log_path(B_PATHS);
         let runs = self.s.runs + 2;
+        let expect = format!("\"location\":\"{B_LOC}\"");
         let outcome = (|| {
             self.start(&xb, "supernode", &bin, port + 1, &env)?;
             let mut reg = RegisterArgs::new(self.addr(&xb)?, 2, 1, 1000, 27802);
             reg.key = key.map(String::from);
             client::register(&reg)?;
-            self.pin(&[&xa, &xb, "a", "b"])?;
             let xa_url = self.url(&xa)?;
-            self.wrk_pair(
-                (&format!("remote search, {label}"), &xa_url, Some(&paths)),
-                ("remote search, as a", &a, Some(&paths)),
-                &format!("\"location\":\"{B_LOC}\""),
+            let variant = format!("remote search, {label}");
+            let sides = [
+                (variant.as_str(), xa_url.as_str()),
+                ("remote search, as a", a.as_str()),
+            ];
+            self.pin(&[&xa, &xb, "a", "b"])?;
+            let pinned = self.wrk_pair(
+                (sides[0].0, sides[0].1, Some(&paths)),
+                (sides[1].0, sides[1].1, Some(&paths)),
+                &expect,
                 runs,
-            )
+            );
+            self.unpin(&[&xa, &xb, "a", "b"]);
+            let unpinned = self.wrk_pair(
+                (
+                    &format!("{} (unpinned)", sides[0].0),
+                    sides[0].1,
+                    Some(&paths),
+                ),
+                (
+                    &format!("{} (unpinned)", sides[1].0),
+                    sides[1].1,
+                    Some(&paths),
+                ),
+                &expect,
+                1,
+            );
+            Ok((pinned?, unpinned?))
         })();
         self.unpin(&["a", "b"]);
-        let lines = fs::read_to_string(self.log_path(&format!("{xa}.log")))
-            .map_or(0, |t| t.lines().count());
         self.stop(&[&xa, &xb]);
-        Ok((outcome?, lines))
+        outcome
     }
 
     /// The cost of the cluster key: every datagram sealed and checked.
     pub fn m2k_remote_keyed(&mut self) -> Res<()> {
         let env = env_of(&[("CLUSTER_KEY", BENCH_KEY)]);
-        let (p, _) = self.pair_against_a("k", 6, 27024, "keyed", Some(BENCH_KEY), &env)?;
+        let (p, loose) = self.pair_against_a("k", 6, 27024, "keyed", Some(BENCH_KEY), &env)?;
         let r = ratio(p.a, p.b);
         self.row(
             "2k",
             "supernode remote search, keyed group (every datagram sealed and checked), wrk",
-            rps_text(p.a, p.bad_a, p.idle_a),
+            format!(
+                "{}; unpinned {}",
+                rps_text(p.a, p.bad_a, p.idle_a),
+                unpinned_text(loose.a, loose.b)
+            ),
             format!("no key {} req/s", grouped(p.b, 0)),
             &r,
             ">= 0.9 x no key, all correct (pinned)",
@@ -163,19 +188,24 @@ impl Bench {
     }
 
     /// The cost of logging at the default level (a summary line a minute, no line per
-    /// search) against warn (the pair a, b).
+    /// search): the pair a, b (which run at the defaults) against a pair at warn.
     pub fn m2i_remote_info(&mut self) -> Res<()> {
-        let env = env_of(&[("LOG_LEVEL", "info")]);
-        let (p, lines) = self.pair_against_a("i", 8, 27026, "LOG_LEVEL=info", None, &env)?;
-        let r = ratio(p.a, p.b);
+        let env = env_of(&[("LOG_LEVEL", "warn")]);
+        let (p, loose) = self.pair_against_a("i", 8, 27026, "LOG_LEVEL=warn", None, &env)?;
+        let lines = fs::read_to_string(self.log_path("a.log")).map_or(0, |t| t.lines().count());
+        let r = ratio(p.b, p.a);
         self.row(
             "2i",
             "supernode remote search at LOG_LEVEL=info (the default), wrk",
-            format!("{}, {lines} log lines", rps_text(p.a, p.bad_a, p.idle_a)),
-            format!("warn {} req/s", grouped(p.b, 0)),
+            format!(
+                "{}, {lines} log lines in all; unpinned {}",
+                rps_text(p.b, p.bad_b, p.idle_b),
+                unpinned_text(loose.b, loose.a)
+            ),
+            format!("warn {} req/s", grouped(p.a, 0)),
             &r,
             ">= 0.9 x warn, all correct (pinned)",
-            verdict(r.0 >= 0.9 && p.bad_a == 0),
+            verdict(r.0 >= 0.9 && p.bad_b == 0),
         );
         Ok(())
     }
