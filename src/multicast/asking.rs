@@ -27,18 +27,18 @@ impl Inner {
         if !self.digests {
             return None;
         }
-        let live = state.sources.live(now);
+        let live = state.sources.counted(now).count();
         let expected = self.expected_peers(state, now);
-        if live.is_empty() || live.len() < expected || state.sources.uncounted(now) {
+        if live == 0 || live < expected || state.sources.uncounted(now) {
             // Someone expected is unknown (not heard yet, or a seed that never says who it is),
             // or a supernode not counted on may hold what no summary says.
             return None;
         }
         let mut ask = Vec::new();
-        for (name, addr) in live {
+        for (name, peer) in state.sources.counted(now) {
             match state.summaries.may_hold(name, id) {
                 Some(false) => {}
-                Some(true) => ask.push(addr),
+                Some(true) => ask.push(peer.addr),
                 None => return None,
             }
         }
@@ -50,7 +50,7 @@ impl Inner {
             // `PEERS` that stopped answering are not waited for.
             (self.group_size - 1).saturating_sub(self.transport.peers.silent())
         } else {
-            state.sources.live(now).len()
+            state.sources.counted(now).count()
         }
     }
     /// Asks the group for every holder of `id` and waits for every expected peer's answer,
