@@ -36,7 +36,7 @@ help:
 	@echo '  build     cargo build --release  ->  $(BIN)'
 	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
 	@echo '  r-node    run a node (default CONFIG=node1)'
-	@echo '  test      cargo test'
+	@echo '  test      cargo test (and the LAN builder'"'"'s unit tests: tools/lan)'
 	@echo '  test-tools  the tests that need Debian tools: promtool, chromium (installs them; root)'
 	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
 	@echo '  lint      cargo clippy --all-targets -- -D warnings'
@@ -84,9 +84,11 @@ r-node:
 	@cd '$(ROOT)' && $(CARGO) build --release --quiet
 	cd '$(ROOT)' && $(call env_if,LHOST,IP)$(call env_if,LPORT,PORT)exec $(BIN) node --config '$(or $(call given,CONFIG),node1)'
 
-# Run the unit and integration tests.
+# Run the unit and integration tests, and the unit tests of the namespace-LAN builder
+# (tools/lan: the tests' LANs, make lab's and make attack's; its root-only tests are CI's).
 test:
 	cd '$(ROOT)' && $(CARGO) test
+	cd '$(ROOT)' && $(CARGO) test -p superpeer-lan
 
 # The tests that need tools from Debian packages, installed first: promtool (prometheus) on
 # both roles' metrics; the pages in chromium, headless, driven by chromedriver (as root: the
@@ -98,8 +100,8 @@ test-tools:
 	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
 	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored metrics:: browser::
 
-# Check the formatting without changing anything (the workspace, so the bench tool too, and the
-# fuzz targets).
+# Check the formatting without changing anything (the workspace, so the bench tool and the LAN
+# builder too, and the fuzz targets).
 fmt:
 	cd '$(ROOT)' && $(CARGO) fmt --all -- --check
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
@@ -109,7 +111,7 @@ fmt-fix:
 	cd '$(ROOT)' && $(CARGO) fmt --all
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
-# Lint everything, warnings included (the bench tool too: it is in the workspace).
+# Lint everything, warnings included (the bench tool and the LAN builder too: the workspace).
 lint:
 	cd '$(ROOT)' && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
