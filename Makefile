@@ -141,7 +141,9 @@ dist-target:
 	    echo 'make dist: the Rust target $(DIST_TARGET) is missing and there is no rustup to add it; install the Rust standard library for $(DIST_TARGET)' >&2; exit 1; }; \
 	fi
 
-# The seed's three hosts as network namespaces on this machine (root; nothing leaves it).
+# The seed's three hosts as network namespaces on this machine (root; nothing leaves it):
+# scripts/lab.sh builds the bench tool and runs `sp-bench lab up` (bench/tools/src/lab.rs), on
+# the namespace-LAN builder the tests use too (tools/lan).
 lab: dist
 	cd '$(ROOT)' && LAB_BIN='$(ROOT)/dist/superpeer' bash scripts/lab.sh up
 
@@ -182,7 +184,7 @@ bench:
 	cd '$(ROOT)' && bash bench/run.sh
 
 # slowhttptest's four attacks against a supernode, a node and nginx, then the datagram
-# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root):
+# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root; `sp-bench lan`):
 # bench/attack.md. ATTACK_CONNECTIONS (1000) and ATTACK_SECONDS (30) shorten it.
 attack:
 	cd '$(ROOT)' && bash scripts/attack.sh

@@ -24,4 +24,4 @@ pub mod name;
 mod sys;
 
 pub use lan::{Builder, Deleted, Lan, delete_named, delete_owned_by, existing};
-pub use sys::{Error, enter, in_namespace, is_root, run};
+pub use sys::{Error, enter, in_namespace, is_root, run, runs_one_of};

@@ -129,6 +129,12 @@ pub const GATEWAYS: [Ipv4Addr; 2] = [
     Ipv4Addr::new(192, 168, 36, 1),
 ];
 
+/// Whether `ip` is in a LAN's address plan (192.168.35.0/24, 192.168.36.0/24): inside one of
+/// its namespaces, a host or the router; outside them, nothing of this project's.
+pub fn is_lan_address(ip: Ipv4Addr) -> bool {
+    matches!(ip.octets(), [192, 168, 35 | 36, _])
+}
+
 /// Which site host `h` is on: 0 (A) or 1 (B).
 pub fn site(h: usize) -> usize {
     usize::from(h > SITE_HOSTS)
@@ -222,6 +228,18 @@ mod tests {
         assert_eq!(host_ip(11), Ipv4Addr::new(192, 168, 36, 10));
         assert_eq!(host_ip(20), Ipv4Addr::new(192, 168, 36, 19));
         assert_eq!((site(10), site(11)), (0, 1));
+        for h in 1..=20 {
+            assert!(is_lan_address(host_ip(h)));
+        }
+        assert!(GATEWAYS.into_iter().all(is_lan_address));
+        for other in [
+            [127, 0, 0, 1],
+            [10, 77, 0, 1],
+            [192, 168, 34, 10],
+            [192, 168, 37, 1],
+        ] {
+            assert!(!is_lan_address(Ipv4Addr::from(other)), "{other:?}");
+        }
     }
 
     #[test]
