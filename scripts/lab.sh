@@ -18,6 +18,12 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Said before building, as the tool says it too (a user who may not make namespaces may not
+# be able to write target/ either).
+if [[ $(id -u) -ne 0 && ${1:-} =~ ^(up|status|down)$ ]]; then
+    echo "lab: must run as root: it creates network namespaces (try: sudo $0 $1)" >&2
+    exit 1
+fi
 command -v cargo >/dev/null 2>&1 || { echo 'lab: cargo is missing: it builds the lab tool' >&2; exit 1; }
 [[ -x target/debug/sp-bench ]] || echo 'lab: building the lab tool (cargo build -p superpeer-bench-tools)'
 cargo build --quiet -p superpeer-bench-tools --bin sp-bench ||
