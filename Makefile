@@ -36,7 +36,7 @@ help:
 	@echo '  build     cargo build --release  ->  $(BIN)'
 	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
 	@echo '  r-node    run a node (default CONFIG=node1)'
-	@echo '  test      cargo test'
+	@echo '  test      cargo test (and the LAN builder'"'"'s unit tests: tools/lan)'
 	@echo '  test-tools  the tests that need Debian tools: promtool, chromium (installs them; root)'
 	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
 	@echo '  lint      cargo clippy --all-targets -- -D warnings'
@@ -84,9 +84,11 @@ r-node:
 	@cd '$(ROOT)' && $(CARGO) build --release --quiet
 	cd '$(ROOT)' && $(call env_if,LHOST,IP)$(call env_if,LPORT,PORT)exec $(BIN) node --config '$(or $(call given,CONFIG),node1)'
 
-# Run the unit and integration tests.
+# Run the unit and integration tests, and the unit tests of the namespace-LAN builder
+# (tools/lan: the tests' LANs, make lab's and make attack's; its root-only tests are CI's).
 test:
 	cd '$(ROOT)' && $(CARGO) test
+	cd '$(ROOT)' && $(CARGO) test -p superpeer-lan
 
 # The tests that need tools from Debian packages, installed first: promtool (prometheus) on
 # both roles' metrics; the pages in chromium, headless, driven by chromedriver (as root: the
@@ -98,8 +100,8 @@ test-tools:
 	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
 	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored metrics:: browser::
 
-# Check the formatting without changing anything (the workspace, so the bench tool too, and the
-# fuzz targets).
+# Check the formatting without changing anything (the workspace, so the bench tool and the LAN
+# builder too, and the fuzz targets).
 fmt:
 	cd '$(ROOT)' && $(CARGO) fmt --all -- --check
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
@@ -109,7 +111,7 @@ fmt-fix:
 	cd '$(ROOT)' && $(CARGO) fmt --all
 	cd '$(ROOT)' && $(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
-# Lint everything, warnings included (the bench tool too: it is in the workspace).
+# Lint everything, warnings included (the bench tool and the LAN builder too: the workspace).
 lint:
 	cd '$(ROOT)' && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -139,7 +141,9 @@ dist-target:
 	    echo 'make dist: the Rust target $(DIST_TARGET) is missing and there is no rustup to add it; install the Rust standard library for $(DIST_TARGET)' >&2; exit 1; }; \
 	fi
 
-# The seed's three hosts as network namespaces on this machine (root; nothing leaves it).
+# The seed's three hosts as network namespaces on this machine (root; nothing leaves it):
+# scripts/lab.sh builds the bench tool and runs `sp-bench lab up` (bench/tools/src/lab.rs), on
+# the namespace-LAN builder the tests use too (tools/lan).
 lab: dist
 	cd '$(ROOT)' && LAB_BIN='$(ROOT)/dist/superpeer' bash scripts/lab.sh up
 
@@ -180,7 +184,7 @@ bench:
 	cd '$(ROOT)' && bash bench/run.sh
 
 # slowhttptest's four attacks against a supernode, a node and nginx, then the datagram
-# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root):
+# attacks on the open mode (tests/lab/open_mode.rs), in namespaces (root; `sp-bench lan`):
 # bench/attack.md. ATTACK_CONNECTIONS (1000) and ATTACK_SECONDS (30) shorten it.
 attack:
 	cd '$(ROOT)' && bash scripts/attack.sh

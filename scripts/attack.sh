@@ -5,13 +5,14 @@
 # mode (tests/lab/open_mode.rs: reflection, forged summaries, fetch storms, made-up peers, tar
 # pits), with their figures.
 #
-# Two network namespaces of its own, joined by one veth pair made inside them (attached to
-# nothing of the host's, so no packet can leave the machine): "srv" holds the three servers at
-# 10.77.0.1, "atk" the attacker at 10.77.0.2. slowhttptest's own probe comes from the
-# attacker's address, which the per-address cap (MAX_CONNECTIONS_PER_IP) may rightly refuse;
-# a second probe (sp-bench probe) asks from 10.77.0.1, a fresh connection every 100 ms, and
-# counts a second as available when every answer in it was a 200 within 500 ms. Each
-# superpeer row passes when the second probe found it available every second.
+# A LAN of two hosts of its own, made by `sp-bench lan` (the namespace-LAN builder of tools/lan,
+# the tests' and make lab's: a bridge in a namespace of its own, each host's veth born inside
+# it, attached to nothing of the host's, so no packet can leave the machine): host-1 holds the
+# three servers at 192.168.35.10, host-2 the attacker at 192.168.35.11. slowhttptest's own
+# probe comes from the attacker's address, which the per-address cap (MAX_CONNECTIONS_PER_IP)
+# may rightly refuse; a second probe (sp-bench probe) asks from host-1, a fresh connection
+# every 100 ms, and counts a second as available when every answer in it was a 200 within
+# 500 ms. Each superpeer row passes when the second probe found it available every second.
 #
 # Environment: ATTACK_CONNECTIONS (1000), ATTACK_SECONDS (30); CI runs a short version
 # (200 connections, 10 s). Root only (namespaces). Installs slowhttptest and nginx when
@@ -26,10 +27,9 @@ BIN=$ROOT/target/release/superpeer
 PROBE=$ROOT/target/release/sp-bench
 OUT=$ROOT/bench/logs/attack
 RESULTS=$ROOT/bench/attack.md
-SRV=sp-atk-srv-$$
-ATK=sp-atk-cli-$$
-SERVER=10.77.0.1
-ATTACKER=10.77.0.2
+# The two hosts' namespaces and addresses, set once sp-bench has made them.
+SRV=
+ATK=
 declare -A PORT=([supernode]=5000 [node]=8000 [nginx]=8080)
 PIDS=()
 
@@ -54,7 +54,7 @@ fi
 cleanup() {
     local pid ns
     # Every process started inside the two namespaces (nginx's workers too), then the rest.
-    for ns in "$SRV" "$ATK"; do
+    for ns in $SRV $ATK; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
             kill "$pid" 2>/dev/null
         done
@@ -65,8 +65,9 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null
     done
-    ip netns del "$SRV" 2>/dev/null
-    ip netns del "$ATK" 2>/dev/null
+    # The LAN sp-bench made on this shell's behalf, if any (should this shell die first, the
+    # next LAN anyone makes deletes it).
+    [[ -x $PROBE ]] && "$PROBE" lan down --owner $$
     [[ -n ${WORK:-} ]] && rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -86,17 +87,10 @@ printf '{"data":"ok","entity":"health"}' >"$WORK/www/probe.json"
 # nginx's workers run as nobody.
 chmod -R a+rX "$WORK"
 
-say "namespaces $SRV ($SERVER) and $ATK ($ATTACKER), one veth pair between them"
-ip netns add "$SRV" || die "cannot create network namespaces"
-ip netns add "$ATK" || die "cannot create network namespaces"
-ip -n "$SRV" link add v0 type veth peer name v1 netns "$ATK" || die "cannot create the veth pair"
-ip -n "$SRV" addr add "$SERVER/24" dev v0
-ip -n "$ATK" addr add "$ATTACKER/24" dev v1
-for ns in "$SRV" "$ATK"; do
-    ip -n "$ns" link set lo up
-done
-ip -n "$SRV" link set v0 up
-ip -n "$ATK" link set v1 up
+# One line a host: number, namespace, address.
+hosts=$("$PROBE" lan up --hosts 2 --owner $$) || die "cannot create network namespaces"
+{ read -r _ SRV SERVER && read -r _ ATK ATTACKER; } <<<"$hosts" || die "sp-bench lan said: $hosts"
+say "a LAN of two hosts: $SRV ($SERVER) the servers, $ATK ($ATTACKER) the attacker"
 
 in_srv() { ip netns exec "$SRV" "$@"; }
 
@@ -111,10 +105,10 @@ start() { # name log command...: runs the command in the server's namespace, in 
 }
 
 # Everything else at its default: the limits under test are the ones users get.
-start supernode "$OUT/supernode.log" env -i LHOST=$SERVER LPORT="${PORT[supernode]}" \
+start supernode "$OUT/supernode.log" env -i LHOST="$SERVER" LPORT="${PORT[supernode]}" \
     LOG_LEVEL=info MULTICAST_LOCATION=239.77.7.1:4777 MULTICAST_GROUP_SIZE=1 \
     "$BIN" supernode
-start node "$OUT/node.log" env -i LHOST=$SERVER LPORT="${PORT[node]}" LOG_LEVEL=info \
+start node "$OUT/node.log" env -i LHOST="$SERVER" LPORT="${PORT[node]}" LOG_LEVEL=info \
     SUPERNODE_ENDPOINT="http://$SERVER:${PORT[supernode]}/api/supernode" \
     RESOURCE_PATH="$WORK/files" "$BIN" node
 cat >"$WORK/nginx/nginx.conf" <<EOF

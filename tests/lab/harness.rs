@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -735,37 +734,11 @@ impl Lab {
 
     /// Runs `nft -f -` with `script` inside host `h`'s namespace; panics with nft's error.
     pub fn nft(&self, h: usize, script: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", self.lan.ns(h), "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ip netns exec ... nft");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft -f in host-{h}: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        self.lan.nft(h, script);
     }
 
     /// `nft list table <table>` inside host `h`'s namespace.
     pub fn nft_list(&self, h: usize, table: &str) -> String {
-        let mut args = vec!["netns", "exec", self.lan.ns(h), "nft", "list", "table"];
-        args.extend(table.split_whitespace());
-        let out = Command::new("ip").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft list table {table} in host-{h}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.lan.nft_list(h, table)
     }
 }

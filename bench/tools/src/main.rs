@@ -4,9 +4,10 @@
 //! `sp-bench run` builds the binaries, starts every instance and reference on 127.0.0.1, runs
 //! the measurements, and writes `bench/results.md` (see `bench/README.md`); `bench/run.sh` only
 //! installs the tools it needs and calls it. The other subcommands are its measurements, also
-//! usable alone; each prints `key=value` pairs on its last line of standard output. Everything
-//! talks to 127.0.0.1 only (the probe also to the attack lab's namespaces); every loop is
-//! bounded in count and in time.
+//! usable alone; each prints `key=value` pairs on its last line of standard output. `lab` and
+//! `lan` make LANs of network namespaces (superpeer-lan, tools/lan): make lab's, make attack's.
+//! Everything talks to 127.0.0.1 only (the probe also to the attack's hosts, and `lab` to the
+//! lab's, from inside their namespaces); every loop is bounded in count and in time.
 //!
 //! | subcommand | what it does |
 //! |---|---|
@@ -23,12 +24,16 @@
 //! | `farm`       | 1,000 fake nodes for the liveness sweep: 900 answer, 100 hang |
 //! | `probe`      | a fresh client every few ms for N seconds: availability second by second |
 //! | `ready`, `counters`, `digest`, `announcements` | many supernodes and their summaries ([`scale`]) |
+//! | `lab`        | `up`, `status`, `down`: make lab's three hosts in network namespaces ([`lab`]) |
+//! | `lan`        | `up`, `down`: a LAN of network namespaces for a script, make attack's ([`lan`]) |
 
 mod client;
 mod driver;
 mod farm;
 mod holders;
 mod http;
+mod lab;
+mod lan;
 mod local;
 mod opts;
 mod pingpong;
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "run" => return driver::run(rest),
+        "lab" => return lab::main(rest),
+        "lan" => lan::lan(rest),
         "pingpong" => Opts::parse(rest).and_then(|o| pingpong::pingpong(&o)),
         "echo" => Opts::parse(rest).and_then(|o| pingpong::echo(&o)),
         "latency" => Opts::parse(rest).and_then(|o| latency(&o)),

@@ -1,6 +1,6 @@
 //! The subcommands' options (`--key value` pairs) and the address checks: every subcommand
-//! talks to loopback only (or to the attack lab's network, which exists only inside the
-//! namespaces `scripts/attack.sh` makes).
+//! talks to loopback only (or to the hosts of a LAN of namespaces, the attack's, whose
+//! addresses exist only inside the namespaces `sp-bench lan` makes for `scripts/attack.sh`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -43,15 +43,15 @@ impl Opts {
         }
     }
 
-    /// `--addr host:port`: loopback or the attack lab's 10.77.0.0/24.
+    /// `--addr host:port`: loopback or a LAN of namespaces' (192.168.35.0/24, 192.168.36.0/24).
     pub fn addr(&self) -> Res<SocketAddr> {
         let text = self.str("addr")?;
         let addr: SocketAddr = text
             .parse()
             .map_err(|_| format!("--addr: not host:port: {text:?}"))?;
-        if !addr.ip().is_loopback() && !in_attack_lab(addr.ip()) {
+        if !addr.ip().is_loopback() && !in_a_lan(addr.ip()) {
             return Err(format!(
-                "--addr {addr}: only loopback addresses (or the attack lab's 10.77.0.0/24) are allowed"
+                "--addr {addr}: only loopback addresses (or a LAN of namespaces', 192.168.35-36.x) are allowed"
             ));
         }
         Ok(addr)
@@ -77,8 +77,8 @@ impl Opts {
     }
 }
 
-fn in_attack_lab(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(ip) if ip.octets()[..3] == [10, 77, 0])
+fn in_a_lan(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(ip) if superpeer_lan::name::is_lan_address(ip))
 }
 
 #[cfg(test)]
@@ -103,7 +103,13 @@ mod tests {
     #[test]
     fn only_loopback_or_the_lab() {
         assert!(opts(&["--addr", "127.0.0.1:80"]).unwrap().addr().is_ok());
-        assert!(opts(&["--addr", "10.77.0.1:80"]).unwrap().addr().is_ok());
+        assert!(
+            opts(&["--addr", "192.168.35.10:80"])
+                .unwrap()
+                .addr()
+                .is_ok()
+        );
+        assert!(opts(&["--addr", "10.77.0.1:80"]).unwrap().addr().is_err());
         assert!(opts(&["--addr", "10.0.0.1:80"]).unwrap().addr().is_err());
         assert!(
             opts(&["--addrs", "127.0.0.1:1,127.0.0.2:2"])
