@@ -143,8 +143,8 @@ impl Inner {
             return vec![Outcome::NotFound; ids.len()];
         }
         let now = Instant::now();
-        let deadline = now + self.timeout;
         let mut waits = Vec::with_capacity(ids.len());
+        let mut asks = Vec::new();
         {
             let mut state = self.state();
             let expected = self.expected_peers(&state, now);
@@ -153,56 +153,62 @@ impl Inner {
                 return vec![Outcome::NotFound; ids.len()];
             }
             for &id in ids {
+                let (reply, answer) = bounded(1);
+                if let Some((tag, deadline)) = state.searches.join(&id, &reply, now) {
+                    waits.push((tag, deadline, answer));
+                    continue;
+                }
                 let targets = self.targets(&state, &id, now);
                 let expected = targets.as_ref().map_or(expected, Vec::len);
                 let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-                let (reply, answer) = bounded(1);
+                let deadline = now + self.timeout;
                 if expected == 0 && targets.is_some() {
                     // No summary may hold it: nobody else has it.
                     let _ = reply.send(Outcome::NotFound);
-                    waits.push((tag, id, None, answer));
+                    waits.push((tag, deadline, answer));
                     continue;
                 }
-                let next_send = now + self.retry.max(Duration::from_millis(1));
-                state.searches.ids.insert(
+                let first_resend = now + self.retry.max(Duration::from_millis(1));
+                state.searches.start(
                     tag,
                     Pending {
                         id,
                         targets: targets.clone(),
                         expected,
                         said_no: Vec::new(),
-                        reply,
+                        replies: vec![reply],
                         deadline,
-                        next_send,
+                        next_send: first_resend,
+                        joinable_until: first_resend,
                     },
                 );
-                waits.push((tag, id, Some(targets), answer));
+                waits.push((tag, deadline, answer));
+                asks.push((tag, id, targets));
             }
         }
-        for (tag, id, targets, _) in &waits {
-            if let Some(targets) = targets {
-                self.ask(*tag, Body::Query(*id), targets.as_deref());
-            }
+        for (tag, id, targets) in asks {
+            self.ask(tag, Body::Query(id), targets.as_deref());
         }
         waits
             .into_iter()
-            .map(|(tag, _, _, answer)| match answer.recv_deadline(deadline) {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    let mut state = self.state();
-                    let (timed_out, pending) = state.searches.timed_out(tag);
-                    // An answer may have landed between the deadline and the removal.
-                    let outcome = answer.try_recv().unwrap_or(timed_out);
-                    if let (Outcome::TimedOut { .. }, Some(pending)) = (&outcome, pending) {
-                        let asked =
-                            |addr| pending.targets.as_ref().is_none_or(|t| t.contains(&addr));
-                        let silent = |name: &str, addr| {
-                            asked(addr) && !pending.said_no.iter().any(|n| n == name)
-                        };
-                        state.sources.missed(silent, Instant::now());
-                    }
-                    outcome
+            .map(|(tag, deadline, answer)| {
+                if let Ok(outcome) = answer.recv_deadline(deadline) {
+                    return outcome;
                 }
+                let mut state = self.state();
+                if let Some(pending) = state.searches.timed_out(tag) {
+                    let asked = |addr| pending.targets.as_ref().is_none_or(|t| t.contains(&addr));
+                    let silent = |name: &str, addr| {
+                        asked(addr) && !pending.said_no.iter().any(|n| n == name)
+                    };
+                    state.sources.missed(silent, Instant::now());
+                }
+                // Its outcome: the time-out just told, or an answer that landed first.
+                let unanswered = Outcome::TimedOut {
+                    answered: 0,
+                    expected: 0,
+                };
+                answer.try_recv().unwrap_or(unanswered)
             })
             .collect()
     }

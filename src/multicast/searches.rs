@@ -4,7 +4,8 @@
 //!
 //! - A search for one id ends at the first `21`, at a `22` from every expected peer, or at its
 //!   deadline; a `22` counts once per peer, and an untagged (legacy) `22` counts for every
-//!   search of its id.
+//!   search of its id. A search for an id already asked within `SEARCH_RETRY_MS` joins that
+//!   search and ends with it: a burst of searches for one id costs the group one query.
 //! - A name (`23`) or every-holder (`25`) search gathers every expected peer's whole answer;
 //!   a name answer comes in parts, each counted once, in any order.
 //! - Unanswered queries are asked again every `SEARCH_RETRY_MS` until their deadline: a search
@@ -45,9 +46,20 @@ pub(super) struct Pending {
     pub(super) targets: Option<Vec<SocketAddr>>,
     pub(super) expected: usize,
     pub(super) said_no: Vec<String>,
-    pub(super) reply: ReplyTx<Outcome>,
+    /// Every waiter's channel: the one that started the search, then those that joined it.
+    pub(super) replies: Vec<ReplyTx<Outcome>>,
     pub(super) deadline: Instant,
     pub(super) next_send: Instant,
+    /// Until when a new search for the id joins this one: its answers are at most this old.
+    pub(super) joinable_until: Instant,
+}
+
+impl Pending {
+    fn answer(&self, outcome: Outcome) {
+        for reply in &self.replies {
+            let _ = reply.try_send(outcome.clone());
+        }
+    }
 }
 
 /// A query every expected peer answers (`23`, `25`), asked again every `SEARCH_RETRY_MS` of
@@ -186,6 +198,8 @@ pub(super) type Resend = (u64, Body, Option<Vec<SocketAddr>>);
 #[derive(Default)]
 pub(super) struct Searches {
     pub(super) ids: HashMap<u64, Pending>,
+    /// The newest search waiting for each id.
+    newest: HashMap<ResourceId, u64>,
     pub(super) names: HashMap<u64, PendingNames>,
     pub(super) all: HashMap<u64, PendingAll>,
 }
@@ -203,7 +217,39 @@ impl Searches {
 
     /// Whether a search for `id` waits.
     pub(super) fn searching(&self, id: &ResourceId) -> bool {
-        self.ids.values().any(|pending| pending.id == *id)
+        self.newest.contains_key(id)
+    }
+
+    /// Starts search `tag`.
+    pub(super) fn start(&mut self, tag: u64, pending: Pending) {
+        self.newest.insert(pending.id, tag);
+        self.ids.insert(tag, pending);
+    }
+
+    /// Adds `reply` to the waiters of a search for `id` that may still be joined at `now`:
+    /// its tag and deadline, or `None` when there is none.
+    pub(super) fn join(
+        &mut self,
+        id: &ResourceId,
+        reply: &ReplyTx<Outcome>,
+        now: Instant,
+    ) -> Option<(u64, Instant)> {
+        let tag = *self.newest.get(id)?;
+        let pending = self.ids.get_mut(&tag)?;
+        if now >= pending.joinable_until {
+            return None;
+        }
+        pending.replies.push(reply.clone());
+        Some((tag, pending.deadline))
+    }
+
+    /// Ends search `tag`: no longer waiting, nor joined.
+    fn end(&mut self, tag: u64) -> Option<Pending> {
+        let pending = self.ids.remove(&tag)?;
+        if self.newest.get(&pending.id) == Some(&tag) {
+            self.newest.remove(&pending.id);
+        }
+        Some(pending)
     }
 
     /// Who answered the name or every-holder search `tag` whole.
@@ -219,8 +265,8 @@ impl Searches {
 
     /// A `21` for search `tag`: it ends with `location`.
     pub(super) fn found(&mut self, tag: u64, location: String) {
-        if let Some(pending) = self.ids.remove(&tag) {
-            let _ = pending.reply.try_send(Outcome::Found(location));
+        if let Some(pending) = self.end(tag) {
+            pending.answer(Outcome::Found(location));
         }
     }
 
@@ -235,9 +281,9 @@ impl Searches {
             .collect();
         let mut ids = Vec::new();
         for tag in answered {
-            if let Some(pending) = self.ids.remove(&tag) {
+            if let Some(pending) = self.end(tag) {
                 ids.push(pending.id);
-                let _ = pending.reply.try_send(Outcome::Found(holder.to_string()));
+                pending.answer(Outcome::Found(holder.to_string()));
             }
         }
         ids
@@ -271,21 +317,21 @@ impl Searches {
             }
         }
         for tag in done {
-            if let Some(pending) = self.ids.remove(&tag) {
-                let _ = pending.reply.try_send(Outcome::NotFound);
+            if let Some(pending) = self.end(tag) {
+                pending.answer(Outcome::NotFound);
             }
         }
     }
 
-    /// Search `tag` passed its deadline without an answer: removed, with how far it got, and
-    /// who said no and whom it asked (`None`: everyone).
-    pub(super) fn timed_out(&mut self, tag: u64) -> (Outcome, Option<Pending>) {
-        let pending = self.ids.remove(&tag);
-        let outcome = Outcome::TimedOut {
-            answered: pending.as_ref().map_or(0, |p| p.said_no.len()),
-            expected: pending.as_ref().map_or(0, |p| p.expected),
-        };
-        (outcome, pending)
+    /// Search `tag` passed its deadline: every waiter is told how far it got, and the caller
+    /// gets the search (who said no, whom it asked); `None` when it had ended already.
+    pub(super) fn timed_out(&mut self, tag: u64) -> Option<Pending> {
+        let pending = self.end(tag)?;
+        pending.answer(Outcome::TimedOut {
+            answered: pending.said_no.len(),
+            expected: pending.expected,
+        });
+        Some(pending)
     }
 
     /// `from`'s `26` to search `tag`: every holder it knows of `id`.
@@ -437,16 +483,17 @@ mod tests {
         now: Instant,
     ) -> Receiver<Outcome> {
         let (reply, answer) = bounded(1);
-        searches.ids.insert(
+        searches.start(
             tag,
             Pending {
                 id,
                 targets,
                 expected,
                 said_no: Vec::new(),
-                reply,
+                replies: vec![reply],
                 deadline: now + Duration::from_secs(2),
                 next_send: now + RETRY,
+                joinable_until: now + RETRY,
             },
         );
         answer
@@ -517,13 +564,60 @@ mod tests {
         // One that echoes junk matches nothing.
         searches.not_found(Answerer::Untagged("seed"), None);
         assert!(c.try_recv().is_err());
+        assert!(searches.timed_out(3).is_some());
         assert_eq!(
-            searches.timed_out(3).0,
-            Outcome::TimedOut {
+            c.try_recv(),
+            Ok(Outcome::TimedOut {
                 answered: 0,
                 expected: 1
-            }
+            })
         );
+        assert!(searches.timed_out(3).is_none(), "ended once");
+    }
+
+    #[test]
+    fn a_search_for_an_id_just_asked_joins_it_and_ends_with_it() {
+        let now = Instant::now();
+        let mut searches = Searches::default();
+        let first = search(&mut searches, 1, id(1), 2, None, now);
+        let (reply, joined) = bounded(1);
+        let deadline = now + Duration::from_secs(2);
+        assert_eq!(searches.join(&id(1), &reply, now), Some((1, deadline)));
+        assert_eq!(searches.join(&id(2), &reply, now), None, "another id");
+        assert_eq!(
+            searches.join(&id(1), &reply, now + RETRY),
+            None,
+            "asked too long ago"
+        );
+        searches.found(1, "127.0.0.1:9".into());
+        let found = Ok(Outcome::Found("127.0.0.1:9".into()));
+        assert_eq!(
+            (first.try_recv(), joined.try_recv()),
+            (found.clone(), found)
+        );
+        assert!(!searches.searching(&id(1)));
+        assert_eq!(searches.join(&id(1), &reply, now), None, "ended");
+
+        // A joined search times out with the one it joined, told how far it got.
+        let first = search(&mut searches, 2, id(1), 2, None, now);
+        let (reply, joined) = bounded(1);
+        assert_eq!(searches.join(&id(1), &reply, now), Some((2, deadline)));
+        searches.not_found(Answerer::Tagged { from: "p", tag: 2 }, Some(id(1)));
+        assert!(searches.timed_out(2).is_some());
+        let timed_out = Ok(Outcome::TimedOut {
+            answered: 1,
+            expected: 2,
+        });
+        assert_eq!(
+            (first.try_recv(), joined.try_recv()),
+            (timed_out.clone(), timed_out)
+        );
+
+        // Two searches for one id: the newer is joined, and ending the older keeps it.
+        let _older = search(&mut searches, 3, id(1), 1, None, now);
+        let _newer = search(&mut searches, 4, id(1), 1, None, now);
+        assert!(searches.timed_out(3).is_some());
+        assert_eq!(searches.join(&id(1), &reply, now), Some((4, deadline)));
     }
 
     #[test]
