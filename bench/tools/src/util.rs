@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use crate::opts::Res;
 
@@ -88,6 +89,33 @@ impl fmt::Display for Summary {
 /// The last segment of a search path: the id asked for.
 pub fn id_of_path(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or("")
+}
+
+/// curl, quiet, past any proxy, the body thrown away, with at most `max_seconds`, writing out
+/// `write_out` (its `-w` format) about `url`; what it wrote out, or None when it did not run.
+pub fn curl_write_out(
+    url: &str,
+    max_seconds: u32,
+    extra: &[&str],
+    cpu: Option<usize>,
+    write_out: &str,
+) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    let max = max_seconds.to_string();
+    cmd.args([
+        "-s",
+        "--noproxy",
+        "*",
+        "--max-time",
+        &max,
+        "-o",
+        "/dev/null",
+    ]);
+    cmd.args(extra).args(["-w", write_out, url]);
+    cmd.stdin(Stdio::null()).stderr(Stdio::null());
+    crate::procs::contain(&mut cmd, cpu);
+    let out = cmd.output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

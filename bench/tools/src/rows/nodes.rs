@@ -2,7 +2,6 @@
 //! 1 GiB download, the liveness sweep over 1,000 nodes, idle memory and the binary's size.
 
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{ratio, rps_text};
@@ -134,24 +133,15 @@ impl Bench {
     /// curl's own speed (bytes/s) for one download, pinned like the servers' opposite when
     /// they are pinned; None for a failed one.
     fn curl_speed(&self, url: &str, range: Option<&str>) -> Option<f64> {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "60",
-            "-o",
-            "/dev/null",
-        ]);
-        if let Some(r) = range {
-            cmd.args(["-r", r]);
-        }
-        cmd.args(["-w", "%{http_code} %{speed_download}", url]);
-        cmd.stdin(Stdio::null()).stderr(Stdio::null());
-        procs::contain(&mut cmd, self.wrk_cpu);
-        let out = cmd.output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let range = range.map(|r| ["-r", r]);
+        let extra = range.as_ref().map_or(&[][..], |r| &r[..]);
+        let text = crate::util::curl_write_out(
+            url,
+            60,
+            extra,
+            self.wrk_cpu,
+            "%{http_code} %{speed_download}",
+        )?;
         let (code, speed) = text.trim().split_once(' ')?;
         if code == "200" || code == "206" {
             speed.parse().ok()

@@ -234,23 +234,7 @@ impl Bench {
 /// The size of an answer as it goes over the connection, head and body (curl's
 /// `size_header` + `size_download`).
 fn http_size(url: &str) -> Option<u64> {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "--noproxy",
-        "*",
-        "--max-time",
-        "30",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{size_header} %{size_download}",
-        url,
-    ]);
-    cmd.stdin(Stdio::null());
-    procs::contain(&mut cmd, None);
-    let out = cmd.output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::util::curl_write_out(url, 30, &[], None, "%{size_header} %{size_download}")?;
     let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
     Some(parts.next()?? + parts.next()??)
 }
