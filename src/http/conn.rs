@@ -3,19 +3,20 @@
 //! Every wait has a deadline: the first byte of the next request (`HTTP_IDLE_TIMEOUT_MS`), the
 //! whole head (`HTTP_HEAD_TIMEOUT_MS`, counted from the connection's accept or the request's
 //! first byte), the whole body (`HTTP_BODY_TIMEOUT_MS`), and each piece of the answer
-//! (`HTTP_WRITE_TIMEOUT_MS`). Deadlines are socket time-outs, set only when they change, so a
-//! request that arrives in one read costs no extra system call. Nothing is allocated by a
-//! number the client sent: buffers grow with the bytes that actually arrive, and a body beyond
-//! 64 KiB draws on a budget shared by every connection (`BODY_MEMORY_BYTES`).
+//! (`HTTP_WRITE_TIMEOUT_MS`). Deadlines are socket time-outs (`sock`). Nothing is allocated by
+//! a number the client sent: buffers grow with the bytes that actually arrive, and a body is
+//! read within a memory budget (`body`).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown as Close, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::body::{self, Budget, Reservation};
 use super::head::{self, Framing, HeadLimits};
 use super::mapped::Window;
+use super::sock::{Sock, WRITE_PIECE, is_timeout};
 use super::{Handler, Method, Reply, ReplyBody, Request, split_target};
 use crate::api::Routed;
 use crate::config::HttpConfig;
@@ -53,11 +54,6 @@ impl Tracked {
 const HEAD_BUFFER: usize = 8 << 10;
 /// Buffers larger than this are given back to the allocator after the request.
 const KEEP_BUFFER: usize = 64 << 10;
-/// Bodies up to this size need nothing from the body budget.
-const FREE_BODY: usize = 64 << 10;
-/// A client must take each this many bytes of an answer within the write deadline; a JSON
-/// body up to this size goes out in one write with its head.
-const WRITE_PIECE: usize = 256 << 10;
 /// A file is mapped (see `mapped`) this much at a time, so that a download of any size holds
 /// a bounded part of the address space and page tables.
 const FILE_WINDOW: usize = 32 << 20;
@@ -70,9 +66,6 @@ const FILE_PIECE: usize = 1 << 20;
 /// answer.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
-/// A chunk-size line of a chunked body may be this long (extensions included).
-const CHUNK_LINE: usize = 1024;
-
 /// What every connection of one server shares.
 pub(super) struct Shared {
     pub metrics: crate::metrics::HttpMetrics,
@@ -120,62 +113,6 @@ impl Shared {
     }
 }
 
-/// Bytes of request bodies held in memory beyond the free 64 KiB of each, all connections
-/// together (`BODY_MEMORY_BYTES`).
-pub(super) struct Budget {
-    limit: u64,
-    used: AtomicU64,
-}
-
-impl Budget {
-    pub fn new(limit: u64) -> Budget {
-        Budget {
-            limit,
-            used: AtomicU64::new(0),
-        }
-    }
-
-    fn take(&self, bytes: u64) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|&total| total <= self.limit)
-            })
-            .is_ok()
-    }
-
-    fn give(&self, bytes: u64) {
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
-    }
-}
-
-/// A share of the [`Budget`], given back when dropped.
-struct Reservation<'a> {
-    budget: &'a Budget,
-    held: u64,
-}
-
-impl Reservation<'_> {
-    /// Makes sure a body buffer of `capacity` bytes is covered.
-    fn cover(&mut self, capacity: usize) -> Result<(), Failure> {
-        let need = capacity.saturating_sub(FREE_BODY) as u64;
-        if need > self.held {
-            if !self.budget.take(need - self.held) {
-                return Err(Failure::Answer(ApiError::Unavailable(
-                    "the server holds as many request bodies as it may; retry in a moment".into(),
-                )));
-            }
-            self.held = need;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.budget.give(self.held);
-    }
-}
-
 /// The buffers a connection thread keeps from one connection to the next.
 #[derive(Default)]
 pub(super) struct Buffers {
@@ -196,7 +133,7 @@ impl Buffers {
 }
 
 /// How a request ended when it did not end with an answer and a next request.
-enum Failure {
+pub(super) enum Failure {
     /// Nothing to say: the client left, went quiet, or cannot be written to.
     Closed,
     /// Answer with this error, then close.
@@ -209,109 +146,11 @@ impl From<ApiError> for Failure {
     }
 }
 
-/// The socket with the time-outs last set on it, so that each is set only when it changes.
-struct Sock<'s> {
-    stream: &'s TcpStream,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-}
-
-fn timed_out() -> io::Error {
-    io::Error::from(io::ErrorKind::TimedOut)
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
-/// Sets a socket time-out through `set` unless it is already `timeout`; a time-out under a
-/// millisecond is one that has passed.
-fn arm(
-    current: &mut Option<Duration>,
-    timeout: Duration,
-    set: impl FnOnce(Option<Duration>) -> io::Result<()>,
-) -> io::Result<()> {
-    if timeout < Duration::from_millis(1) {
-        return Err(timed_out());
-    }
-    if *current != Some(timeout) {
-        set(Some(timeout))?;
-        *current = Some(timeout);
-    }
-    Ok(())
-}
-
-impl Sock<'_> {
-    fn arm_read(&mut self, timeout: Duration) -> io::Result<()> {
-        let stream = self.stream;
-        arm(&mut self.read_timeout, timeout, |t| {
-            stream.set_read_timeout(t)
-        })
-    }
-
-    fn arm_write(&mut self, timeout: Duration) -> io::Result<()> {
-        let stream = self.stream;
-        arm(&mut self.write_timeout, timeout, |t| {
-            stream.set_write_timeout(t)
-        })
-    }
-
-    /// Reads what is there, waiting at most `timeout` for it.
-    fn read_for(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        self.arm_read(timeout)?;
-        loop {
-            match (&*self.stream).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return result,
-            }
-        }
-    }
-
-    /// Reads what is there, waiting until `deadline` at most.
-    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        self.read_for(buf, deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// Writes all of `data` in as few calls as the socket takes it, the client taking each
-    /// [`WRITE_PIECE`] bytes within `timeout` (a call that times out part-way returns what
-    /// went, so a client is dropped within `timeout` of its last 256 KiB).
-    fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
-        self.arm_write(timeout)?;
-        let mut deadline = Instant::now() + timeout;
-        let (mut written, mut earned) = (0, 0);
-        while written < data.len() {
-            match (&*self.stream).write(&data[written..]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            if written < data.len() {
-                // A slow reader: another piece taken earns it another `timeout`; else the rest
-                // gets what is left of its time.
-                if written - earned >= WRITE_PIECE {
-                    earned = written;
-                    deadline = Instant::now() + timeout;
-                }
-                self.arm_write(deadline.saturating_duration_since(Instant::now()))?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Serves one connection until it closes, fails or the server stops.
 pub(super) fn serve(tracked: &Tracked, accepted: Instant, shared: &Shared, bufs: &mut Buffers) {
     let stream = &tracked.stream;
     let _ = stream.set_nodelay(true);
-    let mut sock = Sock {
-        stream,
-        read_timeout: None,
-        write_timeout: None,
-    };
+    let mut sock = Sock::new(stream);
     if bufs.head.len() < HEAD_BUFFER {
         bufs.head.resize(HEAD_BUFFER, 0);
     }
@@ -378,10 +217,7 @@ fn one_request(
         shared.handler.check_head(&request, &route)?;
     }
     let mut keep_alive = head.keep_alive;
-    let mut reservation = Reservation {
-        budget: &shared.budget,
-        held: 0,
-    };
+    let mut reservation = Reservation::new(&shared.budget);
     let body_deadline = || Instant::now() + shared.config.body_timeout;
     let (body, consumed): (&[u8], usize) = match head.framing {
         Framing::None => (&[], end),
@@ -392,22 +228,22 @@ fn one_request(
                 (&bufs.head[end..end + len], end + len)
             } else {
                 if head.expect_continue {
-                    continue_(sock, shared)?;
+                    body::continue_(sock, shared)?;
                 }
                 let deadline = body_deadline();
                 let have = &bufs.head[end..*filled];
-                read_body(sock, &mut bufs.body, have, len, deadline, &mut reservation)?;
+                body::read_body(sock, &mut bufs.body, have, len, deadline, &mut reservation)?;
                 (&bufs.body, *filled)
             }
         }
         Framing::Chunked => {
             if head.expect_continue {
-                continue_(sock, shared)?;
+                body::continue_(sock, shared)?;
             }
             let deadline = body_deadline();
             let have = &bufs.head[end..*filled];
             let limit = shared.limits;
-            read_chunked(
+            body::read_chunked(
                 sock,
                 &mut bufs.body,
                 have,
@@ -545,183 +381,6 @@ fn read_head(
                 .into());
             }
             Err(_) => return Err(Failure::Closed),
-        }
-    }
-}
-
-/// `100 Continue`: the client waits for it before it sends the body.
-fn continue_(sock: &mut Sock, shared: &Shared) -> Result<(), Failure> {
-    sock.write_all(
-        b"HTTP/1.1 100 Continue\r\n\r\n",
-        shared.config.write_timeout,
-    )
-    .map_err(|_| Failure::Closed)
-}
-
-fn body_error(e: &io::Error, deadline_passed: bool) -> Failure {
-    if is_timeout(e) || deadline_passed {
-        ApiError::RequestTimeout("the request body did not arrive in time".into()).into()
-    } else {
-        Failure::Closed
-    }
-}
-
-/// Reads a body of `len` bytes (`have` of them already read with the head) into `body`.
-fn read_body(
-    sock: &mut Sock,
-    body: &mut Vec<u8>,
-    have: &[u8],
-    len: usize,
-    deadline: Instant,
-    reservation: &mut Reservation,
-) -> Result<(), Failure> {
-    let first = len.min(FREE_BODY.max(have.len()));
-    reservation.cover(first)?;
-    body.clear();
-    body.resize(first, 0);
-    body[..have.len()].copy_from_slice(have);
-    let mut got = have.len();
-    while got < len {
-        if got == body.len() {
-            let grown = (body.len() * 2).clamp(FREE_BODY, len);
-            reservation.cover(grown)?;
-            body.resize(grown, 0);
-        }
-        match sock.read_by(&mut body[got..], deadline) {
-            Ok(0) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the body ended after {got} of {len} bytes"
-                ))
-                .into());
-            }
-            Ok(n) => got += n,
-            Err(e) => return Err(body_error(&e, Instant::now() >= deadline)),
-        }
-    }
-    Ok(())
-}
-
-/// The bytes of a chunked body, as they come: what was read with the head, then the socket.
-struct Incoming<'a, 's> {
-    sock: &'a mut Sock<'s>,
-    buf: Vec<u8>,
-    pos: usize,
-    deadline: Instant,
-}
-
-impl Incoming<'_, '_> {
-    /// At least one unread byte in `buf[pos..]`.
-    fn fill(&mut self) -> Result<(), Failure> {
-        if self.pos < self.buf.len() {
-            return Ok(());
-        }
-        self.buf.resize(16 << 10, 0);
-        self.pos = 0;
-        match self.sock.read_by(&mut self.buf, self.deadline) {
-            Ok(0) => {
-                self.buf.clear();
-                Err(ApiError::BadRequest("the chunked body ended early".into()).into())
-            }
-            Ok(n) => {
-                self.buf.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                self.buf.clear();
-                Err(body_error(&e, Instant::now() >= self.deadline))
-            }
-        }
-    }
-
-    /// One line without its line end, at most `max` bytes long.
-    fn line(&mut self, max: usize, line: &mut Vec<u8>) -> Result<(), Failure> {
-        line.clear();
-        loop {
-            self.fill()?;
-            let byte = self.buf[self.pos];
-            self.pos += 1;
-            match byte {
-                b'\n' => {
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    return Ok(());
-                }
-                _ if line.len() >= max => {
-                    return Err(ApiError::BadRequest(format!(
-                        "a line of the chunked body is over {max} bytes"
-                    ))
-                    .into());
-                }
-                _ => line.push(byte),
-            }
-        }
-    }
-}
-
-/// Reads a chunked body into `body`, within `MAX_BODY_BYTES` and the budget.
-fn read_chunked(
-    sock: &mut Sock,
-    body: &mut Vec<u8>,
-    have: &[u8],
-    limits: &HeadLimits,
-    deadline: Instant,
-    reservation: &mut Reservation,
-) -> Result<(), Failure> {
-    let mut incoming = Incoming {
-        sock,
-        buf: have.to_vec(),
-        pos: 0,
-        deadline,
-    };
-    let mut line = Vec::new();
-    body.clear();
-    loop {
-        incoming.line(CHUNK_LINE, &mut line)?;
-        let size_text = line
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let size = std::str::from_utf8(size_text)
-            .ok()
-            .filter(|text| !text.is_empty() && text.len() <= 15)
-            .and_then(|text| u64::from_str_radix(text, 16).ok())
-            .ok_or_else(|| ApiError::BadRequest("malformed chunk size".into()))?;
-        if size == 0 {
-            break;
-        }
-        let total = (body.len() as u64).saturating_add(size);
-        if total > limits.max_body {
-            return Err(ApiError::PayloadTooLarge(limits.max_body).into());
-        }
-        let mut left = size as usize;
-        while left > 0 {
-            incoming.fill()?;
-            let take = left.min(incoming.buf.len() - incoming.pos);
-            if body.len() + take > body.capacity() {
-                let grown = (body.len() + take)
-                    .max(body.capacity() * 2)
-                    .clamp(FREE_BODY, total as usize);
-                reservation.cover(grown)?;
-                body.reserve_exact(grown - body.len());
-            }
-            body.extend_from_slice(&incoming.buf[incoming.pos..incoming.pos + take]);
-            incoming.pos += take;
-            left -= take;
-        }
-        incoming.line(0, &mut line)?;
-    }
-    // Trailer fields, if any, until the empty line; counted against the header limit.
-    let mut trailers = 0;
-    loop {
-        incoming.line(limits.header_bytes, &mut line)?;
-        if line.is_empty() {
-            return Ok(());
-        }
-        trailers += line.len() + 2;
-        if trailers > limits.header_bytes {
-            return Err(ApiError::HeaderTooLarge("the trailer section is too large".into()).into());
         }
     }
 }

@@ -14,11 +14,13 @@
 //! `&Request -> Result<Reply, ApiError>`, testable without a socket; a panicking handler
 //! becomes a 500 and its thread lives on.
 
+mod body;
 mod conn;
 pub mod head;
 mod mapped;
 mod request;
 mod server;
+mod sock;
 
 use std::fs::File;
 use std::io::Write;

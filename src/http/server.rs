@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use socket2::{Domain, Socket, Type};
 
-use super::conn::{self, Budget, Buffers, Shared, Tracked};
+use super::body::Budget;
+use super::conn::{self, Buffers, Shared, Tracked};
 use super::head::{HeadLimits, MAX_HEADERS_LIMIT};
 use super::{Handler, Reply};
 use crate::config::HttpConfig;
