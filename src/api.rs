@@ -33,6 +33,7 @@ pub mod entity {
     pub const NODE: &str = "node";
     pub const STATUS: &str = "status";
     pub const HEALTH: &str = "health";
+    pub const PIECES: &str = "pieces";
 }
 
 /// Reads the `data` of an answer's body.
@@ -93,6 +94,17 @@ pub enum Found<'a> {
     Remote(Remote),
     #[serde(borrow)]
     Local(Held<'a>),
+}
+
+/// A file's piece list (`GET /api/node/resources/<id>/pieces`): `{"id", "size",
+/// "piece_size", "pieces": [sha256, ...]}`, each piece's SHA-256 written as an id is. What it
+/// means and how it is checked: [`crate::pieces`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceList {
+    pub id: ResourceId,
+    pub size: u64,
+    pub piece_size: u64,
+    pub pieces: Vec<ResourceId>,
 }
 
 /// A registration: `{"name"?, "location", "resources": [{"id", "name"}, ...]}`.
@@ -267,6 +279,8 @@ pub enum NodeRoute {
     Resource(ResourceId),
     /// `GET resources/<id>/content`.
     Content(ResourceId),
+    /// `GET resources/<id>/pieces`: the piece list.
+    Pieces(ResourceId),
 }
 
 impl SupernodeRoute {
@@ -400,6 +414,10 @@ impl Routed {
             ["resources", id, "content"] => get(
                 "/api/node/resources/{id}/content",
                 parse_id(id).and_then(|id| route(N::Content(id))),
+            ),
+            ["resources", id, "pieces"] => get(
+                "/api/node/resources/{id}/pieces",
+                parse_id(id).and_then(|id| route(N::Pieces(id))),
             ),
             _ => return None,
         })

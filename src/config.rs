@@ -292,6 +292,9 @@ pub struct NodeConfig {
     pub supernode_timeout: Duration,
     /// `RESCAN_MS`: how often the folder is looked at again for changed files; 0 = never.
     pub rescan: Duration,
+    /// `PIECE_SIZE`: the size of the pieces whose hashes the node lists for downloads from
+    /// several holders (bytes).
+    pub piece_size: u64,
     /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: signs the registrations, heartbeats and leaves.
     pub cluster_keys: Option<ClusterKeys>,
 }
@@ -510,6 +513,12 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10, MAX_MS)?,
         supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1, HOUR_MS)?,
         rescan: settings.millis("RESCAN_MS", 10_000, 0, MAX_MS)?,
+        piece_size: settings.number(
+            "PIECE_SIZE",
+            crate::pieces::DEFAULT_PIECE_SIZE,
+            crate::pieces::MIN_PIECE_SIZE,
+            crate::pieces::MAX_PIECE_SIZE,
+        )?,
         cluster_keys: cluster_keys(settings)?,
         http,
     })

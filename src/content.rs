@@ -117,6 +117,16 @@ fn range_matches(validator: &str, etag: &str) -> bool {
     validator.trim() == etag
 }
 
+/// `Repr-Digest` (RFC 9530): the id is the SHA-256 of the whole file, which any client can
+/// check what it downloads against, whichever range it took from whichever holder.
+pub fn repr_digest(id: ResourceId) -> String {
+    use base64::Engine;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(id.0)
+    )
+}
+
 /// The answer to a download of `id`, held in `file` (opened, `metadata` read and checked
 /// against the hash's): `unchanged` says, before the last piece goes, that the file is still
 /// the one hashed (same inode, size, modification and change time: a write through the file
@@ -132,9 +142,11 @@ pub fn reply(
 ) -> Result<Reply, ApiError> {
     let len = metadata.len();
     let etag = format!("\"{id}\"");
+    let digest = repr_digest(id);
     let headers = |reply: Reply| {
         reply
             .with_header("ETag", etag.clone())
+            .with_header("Repr-Digest", digest.clone())
             .with_header("Accept-Ranges", "bytes".into())
             .with_header(
                 "Cache-Control",
@@ -280,5 +292,17 @@ mod tests {
         assert_eq!(status(format!("\"{id}\"")), 206);
         assert_eq!(status(format!("W/\"{id}\"")), 200);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_representation_digest_is_the_id_in_base64() {
+        // The SHA-256 of no bytes, as `openssl dgst -sha256 -binary | base64` writes it.
+        let empty =
+            ResourceId::parse("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                .unwrap();
+        assert_eq!(
+            repr_digest(empty),
+            "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"
+        );
     }
 }

@@ -29,6 +29,7 @@ pub mod index;
 pub mod location;
 pub mod logging;
 pub mod metrics;
+pub mod pieces;
 pub mod shutdown;
 pub mod wire;
 

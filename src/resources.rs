@@ -11,8 +11,8 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::api::Held;
 use crate::http::envelope;
 use crate::id::ResourceId;
+use crate::pieces::{PieceList, hash_pieces};
 
 /// One file of the node.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct Resource {
     pub path: PathBuf,
     /// What the file looked like when it was hashed.
     stamp: Stamp,
+    /// Its piece list, once asked for (shared by the clones of this entry).
+    pieces: Arc<Mutex<Option<Arc<PieceList>>>>,
 }
 
 impl Resource {
@@ -49,6 +52,32 @@ impl Resource {
     /// Whether `metadata` (of the file as opened now) is still the file that was hashed.
     pub fn unchanged(&self, metadata: &Metadata) -> bool {
         Stamp::of(metadata) == self.stamp
+    }
+
+    /// Its piece list in pieces of `piece_size` bytes, hashed at the first call (others wait
+    /// for that one) from the file as it was hashed: an error when it changed since.
+    pub fn pieces(&self, piece_size: u64) -> io::Result<Arc<PieceList>> {
+        let mut cached = self.pieces.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = &*cached {
+            return Ok(list.clone());
+        }
+        let changed = || io::Error::other("the file changed since it was hashed");
+        let file = File::open(&self.path)?;
+        if !self.unchanged(&file.metadata()?) {
+            return Err(changed());
+        }
+        let pieces = hash_pieces(&file, self.size(), piece_size)?;
+        if !self.unchanged(&file.metadata()?) {
+            return Err(changed());
+        }
+        let list = Arc::new(PieceList {
+            id: self.id,
+            size: self.size(),
+            piece_size,
+            pieces,
+        });
+        *cached = Some(list.clone());
+        Ok(list)
     }
 
     /// [`Resource::unchanged`] to carry along (a download checks again before its end).
@@ -172,6 +201,7 @@ pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Re
                                     name: name.clone(),
                                     path: path.clone(),
                                     stamp,
+                                    pieces: Arc::default(),
                                 },
                                 stamp,
                             )

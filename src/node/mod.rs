@@ -69,6 +69,8 @@ pub struct NodeService {
     supernodes: Arc<dyn Supernodes>,
     /// `MAX_IDS_PER_REQUEST`.
     max_ids: usize,
+    /// `PIECE_SIZE`.
+    piece_size: u64,
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
     changed_files: Throttle,
     metrics: Metrics,
@@ -105,8 +107,12 @@ impl Service for NodeService {
                 ReplyBody::SharedJson(self.catalog().listing()),
             )),
             Route::Node(N::Find) => self.find(request),
-            Route::Node(N::Resource(id)) => self.resource(id, ""),
+            Route::Node(N::Resource(id)) => {
+                let all = request.query_param("all").as_deref() == Some("true");
+                self.resource(id, "", all)
+            }
             Route::Node(N::Content(id)) => self.content(request, id),
+            Route::Node(N::Pieces(id)) => self.pieces(id),
             Route::Supernode(_) => Err(ApiError::WrongRole),
         }
     }
@@ -144,12 +150,19 @@ impl NodeService {
             catalog: RwLock::new(catalog),
             supernodes,
             max_ids,
+            piece_size: crate::pieces::DEFAULT_PIECE_SIZE,
             changed_files: Throttle::new(Duration::from_secs(10)),
             metrics: Metrics::new(),
             holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
         }
+    }
+
+    /// With pieces of `piece_size` bytes in its piece lists (`PIECE_SIZE`).
+    pub fn with_piece_size(mut self, piece_size: u64) -> NodeService {
+        self.piece_size = piece_size;
+        self
     }
 
     /// The current catalog (a request keeps the one it started with).
@@ -201,15 +214,20 @@ impl NodeService {
         }
     }
 
-    /// The resource's info, or a 302 to the holder's URL for it (`suffix` picks which URL).
-    fn resource(&self, id: ResourceId, suffix: &str) -> Result<Reply, ApiError> {
+    /// The resource's info, or a 302 to the holder's URL for it (`suffix` picks which URL);
+    /// with `all`, the 302's body lists every holder the group knows (`superpeer get` swarms
+    /// from them).
+    fn resource(&self, id: ResourceId, suffix: &str, all: bool) -> Result<Reply, ApiError> {
         if let Some(resource) = self.catalog().get(&id) {
             return Ok(Reply::data(200, entity::RESOURCE, &resource.info()));
         }
-        let mut info = self
-            .supernodes
-            .search(id)?
-            .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
+        let found = if all {
+            self.supernodes.search_all(id)?
+        } else {
+            self.supernodes.search(id)?
+        };
+        let mut info =
+            found.ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?;
         // Sent to a holder that answers: the first that does, else one of every holder the
         // group knows.
         let holder = match self.answering(&info.locations) {
@@ -236,7 +254,7 @@ impl NodeService {
     fn content(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
         let catalog = self.catalog();
         let Some(resource) = catalog.get(&id) else {
-            return self.resource(id, "/content");
+            return self.resource(id, "/content", false);
         };
         // The path comes from the catalog, never from the request.
         let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?, f)));
@@ -266,6 +284,27 @@ impl NodeService {
                 );
                 Err(ApiError::NotFound(format!(
                     "resource {id} is no longer readable here"
+                )))
+            }
+        }
+    }
+
+    /// `GET resources/<id>/pieces`: the piece list of a file held here (hashed at the first
+    /// call), or a 302 to a holder's.
+    fn pieces(&self, id: ResourceId) -> Result<Reply, ApiError> {
+        let catalog = self.catalog();
+        let Some(resource) = catalog.get(&id) else {
+            return self.resource(id, "/pieces", false);
+        };
+        match resource.pieces(self.piece_size) {
+            Ok(list) => Ok(Reply::data(200, entity::PIECES, &*list)),
+            Err(e) => {
+                log::warn!(
+                    "resource {id} ({}): no piece list: {e}",
+                    resource.path.display()
+                );
+                Err(ApiError::Unavailable(format!(
+                    "resource {id} cannot be read as it was hashed; it is being looked at again"
                 )))
             }
         }
@@ -317,11 +356,10 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         config.supernode_timeout,
         config.cluster_keys.clone(),
     ));
-    let service = Arc::new(NodeService::new(
-        catalog.clone(),
-        upstream.clone(),
-        config.http.max_ids,
-    ));
+    let service = Arc::new(
+        NodeService::new(catalog.clone(), upstream.clone(), config.http.max_ids)
+            .with_piece_size(config.piece_size),
+    );
 
     let shutdown = Shutdown::new();
     let http = HttpServer::start(

@@ -157,6 +157,45 @@ fn a_node_answers_for_what_it_holds_and_asks_for_the_rest() {
 }
 
 #[test]
+fn a_node_lists_the_pieces_of_what_it_holds_and_digests_its_downloads() {
+    let content: Vec<u8> = (0..40_000u32).map(|i| (i % 249) as u8).collect();
+    let (node, _folder) = node(Arc::default(), &[("p.bin", &content)]);
+    let node = node.with_piece_size(crate::pieces::MIN_PIECE_SIZE);
+    let id = sha(&content);
+    let reply = ask(
+        &node,
+        Method::Get,
+        &format!("/api/node/resources/{id}/pieces"),
+    );
+    assert_eq!(reply.status, 200);
+    let list: crate::pieces::PieceList = crate::api::data_of(reply.body_bytes()).unwrap();
+    assert_eq!(list.check(id), Ok(()));
+    assert_eq!((list.size, list.pieces.len()), (40_000, 3));
+    assert_eq!(list.pieces[1], sha(&content[16384..32768]));
+    // The same list again, from the entry's cache.
+    let again = ask(
+        &node,
+        Method::Get,
+        &format!("/api/node/resources/{id}/pieces"),
+    );
+    assert_eq!(again.body_bytes(), reply.body_bytes());
+    // Not held: asked of the supernode, which knows nobody with it.
+    let absent = ask(
+        &node,
+        Method::Get,
+        &format!("/api/node/resources/{}/pieces", sha(b"x")),
+    );
+    assert_eq!(absent.status, 404);
+    let download = ask(
+        &node,
+        Method::Get,
+        &format!("/api/node/resources/{id}/content"),
+    );
+    let digest = download.header("Repr-Digest").unwrap();
+    assert_eq!(digest, crate::content::repr_digest(id));
+}
+
+#[test]
 fn a_node_s_routes_refuse_what_is_not_theirs() {
     let (node, _folder) = node(Arc::new(FakeSupernodes::default()), &[]);
     let status = |method, target: &str| ask(&node, method, target).status;
