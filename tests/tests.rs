@@ -29,4 +29,5 @@ mod peers;
 mod robustness;
 mod search;
 mod stop;
+mod swarm;
 mod trust;

@@ -605,15 +605,24 @@ pub fn alive(supernode: &Proc) -> Vec<String> {
 /// Registers at `supernode` a holder of `id` that is gone (nothing listens where it says it
 /// is, on 127.0.0.1), for tests of what happens past it.
 pub fn register_gone_holder(supernode: &Proc, id: &str) {
-    let gone = format!(
-        r#"{{"name":"gone","location":"127.0.0.1:{}","resources":[{{"id":"{id}","name":"x"}}]}}"#,
-        free_port()
-    );
+    let gone = format!("127.0.0.1:{}", free_port());
+    register_holder(supernode, &gone, &[(id, "x")]);
+}
+
+/// Registers at `supernode` a node at `location` holding `resources` (id, name), as any host
+/// on the LAN may (the source check accepts 127.0.0.1 for a 127.0.0.1 location).
+pub fn register_holder(supernode: &Proc, location: &str, resources: &[(&str, &str)]) {
+    let resources: Vec<_> = resources
+        .iter()
+        .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+        .collect();
+    let body = serde_json::json!({"name": "fake", "location": location, "resources": resources});
+    let answer = supernode.post("/api/supernode/register", body.to_string().as_bytes());
     assert_eq!(
-        supernode
-            .post("/api/supernode/register", gone.as_bytes())
-            .status,
-        204
+        answer.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
     );
 }
 

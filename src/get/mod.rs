@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::id::ResourceId;
 
+mod swarm;
+
 /// What to fetch and where to put it.
 pub struct GetArgs {
     pub target: String,
@@ -218,6 +220,16 @@ struct Progress {
 
 impl Progress {
     fn update(&mut self, done: u64, total: u64, from: u64) {
+        self.show(done, total, from, "");
+    }
+
+    /// [`Progress::update`], with how many holders send pieces now.
+    fn update_swarm(&mut self, done: u64, total: u64, from: u64, holders: usize) {
+        let plural = if holders == 1 { "" } else { "s" };
+        self.show(done, total, from, &format!("{holders} holder{plural}"));
+    }
+
+    fn show(&mut self, done: u64, total: u64, from: u64, more: &str) {
         if !self.shown || self.last.elapsed() < Duration::from_millis(100) && done < total {
             return;
         }
@@ -227,7 +239,7 @@ impl Progress {
         let width = 30;
         let filled = (percent as usize * width / 100).min(width);
         eprint!(
-            "\r{} [{}{}] {percent:>3}% {:.1}/{:.1} MB {rate:.1} MB/s ",
+            "\r{} [{}{}] {percent:>3}% {:.1}/{:.1} MB {rate:.1} MB/s {more} ",
             self.label,
             "#".repeat(filled),
             " ".repeat(width - filled),
@@ -439,6 +451,42 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
         started: Instant::now(),
         label: shown(&output),
     };
+    let kept = |output: PathBuf| match keep(&part, &output, args.force) {
+        Ok(()) => Ok(output),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(format!(
+            "{} appeared during the download and is left as it is; the checked file is {} (give --force to replace {0})",
+            shown(&output),
+            shown(&part)
+        )),
+        Err(e) => Err(format!("{}: {e}", shown(&output))),
+    };
+    // From every holder at once when one of them gives a piece list.
+    let list = holders.iter().enumerate().find_map(|(i, holder)| {
+        match swarm::piece_list(&agent, holder, found.id) {
+            Ok(list) => Some((list, i)),
+            Err(e) => {
+                log::debug!("{e}");
+                None
+            }
+        }
+    });
+    if let Some((list, from)) = list {
+        let swarm = swarm::Swarm {
+            agent: &agent,
+            id: found.id,
+            holders: holders.clone(),
+            part: &part,
+        };
+        return match swarm::download(&swarm, list, from, &mut progress) {
+            Ok(()) => kept(output),
+            Err(e) => Err(format!(
+                "no download of {} (kept what came in {}; run the same command again to go on): {e}",
+                found.id,
+                shown(&part)
+            )),
+        };
+    }
+    // Holders without piece lists: one after the other, the whole file from each.
     for holder in &holders {
         // A resumed download that does not hash right is tried once more from nothing: the
         // bytes an earlier try left may be the wrong ones.
@@ -448,15 +496,7 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
                 Ok(()) => {
                     let got = sha256_of(&part).map_err(|e| format!("{}: {e}", shown(&part)))?;
                     if got == found.id {
-                        return match keep(&part, &output, args.force) {
-                            Ok(()) => Ok(output),
-                            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(format!(
-                                "{} appeared during the download and is left as it is; the checked file is {} (give --force to replace {0})",
-                                shown(&output),
-                                shown(&part)
-                            )),
-                            Err(e) => Err(format!("{}: {e}", shown(&output))),
-                        };
+                        return kept(output);
                     }
                     let _ = std::fs::remove_file(&part);
                     failures.push(format!("{holder}: the bytes hash to {got}, not the id"));

@@ -1,0 +1,587 @@
+//! One file from every holder at once: pieces taken from a shared queue by a few connections
+//! per holder (a faster holder comes back for the next piece sooner, so it takes more), each
+//! piece checked against the piece list before it is written at its offset in the `.part`
+//! file, and the whole file checked against the id at the end.
+//!
+//! Whom to believe. A piece that does not match the list comes from a holder that lies about
+//! the bytes, or from a list that lies about the piece. The first bad piece drops the holder
+//! that sent it and the piece goes to another; when a second holder's bytes for the same piece
+//! do not match either, two holders agree against the list: the list is taken from another
+//! holder, the holder that served the first is dropped, and the holders dropped for bad pieces
+//! come back. A list can also lie in agreement with the bytes its holder serves: every piece
+//! matches and the whole does not hash to the id; then too the list is taken from another
+//! holder and only the pieces whose hashes differ are fetched again.
+//!
+//! Stalls cost nothing while other pieces are left: the queue goes on through the other
+//! holders. Once the queue is empty, an idle connection takes a piece in flight for far longer
+//! than pieces take (the endgame), and the first copy to arrive is kept.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::id::ResourceId;
+use crate::pieces::{PieceList, sha256};
+
+use super::{Progress, content_range, get_json, said, shown};
+
+/// Connections to each holder at once.
+const CONNECTIONS_PER_HOLDER: usize = 2;
+/// Holders used at once.
+const MAX_HOLDERS: usize = 8;
+/// A piece in flight this long, when nothing else is left, is asked of another holder too.
+const ENDGAME_AFTER: Duration = Duration::from_millis(250);
+
+/// What a swarm needs to start.
+pub struct Swarm<'a> {
+    pub agent: &'a ureq::Agent,
+    pub id: ResourceId,
+    /// Every holder, plain `host:port`s.
+    pub holders: Vec<String>,
+    pub part: &'a std::path::Path,
+}
+
+/// The piece list `holder` gives for `id`, checked to fit the id.
+pub fn piece_list(agent: &ureq::Agent, holder: &str, id: ResourceId) -> Result<PieceList, String> {
+    let url = format!("http://{holder}/api/node/resources/{id}/pieces");
+    let (status, body) = get_json(agent, &url)?;
+    if status != 200 {
+        return Err(format!("{holder}: no piece list (it answered {status})"));
+    }
+    let list: PieceList = serde_json::from_value(body["data"].clone())
+        .map_err(|e| format!("{holder}: a piece list that does not parse: {}", said(e)))?;
+    list.check(id)
+        .map_err(|e| format!("{holder}: {}", said(e)))?;
+    Ok(list)
+}
+
+/// One holder, as the swarm sees it.
+struct Holder {
+    location: String,
+    /// Why it is no longer asked, once it is not.
+    dropped: Option<String>,
+    /// Dropped for a piece that did not match: it comes back when the list turns out wrong.
+    dropped_for_bytes: bool,
+    /// Connections running for it.
+    connections: usize,
+    pieces: usize,
+}
+
+/// What every connection and the main thread share, under one lock.
+struct State {
+    list: Arc<PieceList>,
+    /// The holder the list came from.
+    list_from: usize,
+    done: Vec<bool>,
+    queue: VecDeque<usize>,
+    /// For each piece, who fetches it now and since when.
+    fetching: Vec<Vec<(usize, Instant)>>,
+    /// For each piece, the holders whose bytes for it did not match the list.
+    bad: Vec<Vec<usize>>,
+    holders: Vec<Holder>,
+    done_count: usize,
+    done_bytes: u64,
+    /// Pieces that arrived more than once (a bad copy, or the endgame's second copy).
+    fetched_again: usize,
+    /// Set when two holders' bytes for one piece disagree with the list.
+    suspect: bool,
+    /// A fatal error (the part file could not be written).
+    fatal: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    file: File,
+    agent: ureq::Agent,
+    id: ResourceId,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn new(list: PieceList, list_from: usize, holders: Vec<String>) -> State {
+        let count = list.pieces.len();
+        State {
+            list: Arc::new(list),
+            list_from,
+            done: vec![false; count],
+            queue: (0..count).collect(),
+            fetching: vec![Vec::new(); count],
+            bad: vec![Vec::new(); count],
+            holders: holders
+                .into_iter()
+                .map(|location| Holder {
+                    location,
+                    dropped: None,
+                    dropped_for_bytes: false,
+                    connections: 0,
+                    pieces: 0,
+                })
+                .collect(),
+            done_count: 0,
+            done_bytes: 0,
+            fetched_again: 0,
+            suspect: false,
+            fatal: None,
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.done_count == self.done.len()
+    }
+
+    fn mark_done(&mut self, piece: usize) {
+        if !self.done[piece] {
+            self.done[piece] = true;
+            self.done_count += 1;
+            self.done_bytes += self.list.span(piece).1;
+        }
+    }
+
+    fn drop_holder(&mut self, holder: usize, why: String, for_bytes: bool) {
+        let h = &mut self.holders[holder];
+        if h.dropped.is_none() {
+            h.dropped = Some(why);
+            h.dropped_for_bytes = for_bytes;
+        }
+    }
+
+    /// The next piece for a connection to `holder`: from the queue, or in the endgame a piece
+    /// another holder has had for long. `None` when there is nothing for it now.
+    fn next_piece(&mut self, holder: usize, now: Instant) -> Option<usize> {
+        let free = self
+            .queue
+            .iter()
+            .position(|&p| !self.done[p] && !self.bad[p].contains(&holder));
+        if let Some(at) = free {
+            let piece = self.queue.remove(at)?;
+            self.fetching[piece].push((holder, now));
+            return Some(piece);
+        }
+        let slow = (0..self.done.len()).find(|&p| {
+            !self.done[p]
+                && !self.bad[p].contains(&holder)
+                && self.fetching[p].len() == 1
+                && self.fetching[p]
+                    .iter()
+                    .all(|&(h, since)| h != holder && now.duration_since(since) >= ENDGAME_AFTER)
+        })?;
+        self.fetching[slow].push((holder, now));
+        Some(slow)
+    }
+
+    /// `holder` no longer fetches `piece`; back to the queue unless it is done or fetched.
+    fn release(&mut self, piece: usize, holder: usize) {
+        self.fetching[piece].retain(|&(h, _)| h != holder);
+        if !self.done[piece] && self.fetching[piece].is_empty() && !self.queue.contains(&piece) {
+            self.queue.push_front(piece);
+        }
+    }
+
+    fn in_use(&self) -> usize {
+        self.holders.iter().filter(|h| h.connections > 0).count()
+    }
+
+    /// Why each dropped holder was dropped.
+    fn failures(&self) -> Vec<String> {
+        self.holders
+            .iter()
+            .filter_map(|h| Some(format!("{}: {}", h.location, h.dropped.as_ref()?)))
+            .collect()
+    }
+}
+
+/// Downloads the file `list` describes into `swarm.part` from every holder; `list_from` is
+/// the index of the holder that gave the list. `Ok` once the part file hashes to the id.
+pub fn download(
+    swarm: &Swarm,
+    list: PieceList,
+    list_from: usize,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let part = swarm.part;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(part)
+        .map_err(|e| format!("{}: {e}", shown(part)))?;
+    let had = file.metadata().map_or(0, |m| m.len());
+    file.set_len(list.size)
+        .map_err(|e| format!("{}: {e}", shown(part)))?;
+    let holders: Vec<String> = swarm.holders.iter().take(MAX_HOLDERS).cloned().collect();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new(list, list_from, holders)),
+        changed: Condvar::new(),
+        file,
+        agent: piece_agent(),
+        id: swarm.id,
+    });
+    if had > 0 {
+        resume(&shared).map_err(|e| format!("{}: {e}", shown(part)))?;
+    }
+    let resumed = shared.lock().done_bytes;
+    progress.started = Instant::now();
+    loop {
+        start_connections(&shared);
+        let mut state = shared.lock();
+        while !state.all_done()
+            && !state.suspect
+            && state.fatal.is_none()
+            && state.holders.iter().any(|h| h.connections > 0)
+        {
+            let total = state.list.size;
+            let (done, in_use) = (state.done_bytes, state.in_use());
+            drop(state);
+            progress.update_swarm(done, total, resumed, in_use);
+            state = shared.lock();
+            state = shared
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if let Some(fatal) = state.fatal.take() {
+            return Err(fatal);
+        }
+        if state.suspect {
+            state.suspect = false;
+            drop(state);
+            let why = "two holders' bytes for one piece do not match its list";
+            if replace_list(&shared, swarm.agent, why).is_err() {
+                // Nobody gives another list: it stands, and the bytes were the lies.
+                let mut state = shared.lock();
+                for piece in 0..state.bad.len() {
+                    for holder in state.bad[piece].clone() {
+                        let why = format!("sent piece {piece} that does not match its hash");
+                        state.drop_holder(holder, why, true);
+                    }
+                }
+            }
+            continue;
+        }
+        if !state.all_done() {
+            let failures = state.failures();
+            return Err(format!(
+                "every holder failed before the end:\n  {}",
+                failures.join("\n  ")
+            ));
+        }
+        let (total, in_use) = (state.list.size, state.in_use());
+        drop(state);
+        progress.update_swarm(total, total, resumed, in_use);
+        let got = whole_hash(&shared.file).map_err(|e| format!("{}: {e}", shown(part)))?;
+        if got == swarm.id {
+            return Ok(());
+        }
+        let why = format!("every piece matched its list and the whole hashes to {got}");
+        replace_list(&shared, swarm.agent, &why)?;
+    }
+}
+
+/// An agent whose pieces must arrive within a deadline of their own: a holder that
+/// stalls past it is dropped and its piece given to another.
+fn piece_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_recv_response(Some(Duration::from_secs(15)))
+        .timeout_recv_body(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// Marks done the pieces an earlier try left right in the part file: each is read and
+/// checked, never trusted.
+fn resume(shared: &Shared) -> std::io::Result<()> {
+    let list = shared.lock().list.clone();
+    let mut buffer = Vec::new();
+    let mut right = Vec::new();
+    for (piece, hash) in list.pieces.iter().enumerate() {
+        let (start, len) = list.span(piece);
+        buffer.resize(len as usize, 0);
+        shared.file.read_exact_at(&mut buffer, start)?;
+        if sha256(&buffer) == *hash {
+            right.push(piece);
+        }
+    }
+    let mut state = shared.lock();
+    for piece in right {
+        state.mark_done(piece);
+    }
+    let State { queue, done, .. } = &mut *state;
+    queue.retain(|&p| !done[p]);
+    Ok(())
+}
+
+/// Starts the connections of every holder still in use that has none.
+fn start_connections(shared: &Arc<Shared>) {
+    let mut state = shared.lock();
+    for holder in 0..state.holders.len() {
+        let h = &mut state.holders[holder];
+        if h.dropped.is_some() || h.connections > 0 {
+            continue;
+        }
+        h.connections = CONNECTIONS_PER_HOLDER;
+        for _ in 0..CONNECTIONS_PER_HOLDER {
+            let shared = shared.clone();
+            // Detached: a connection stalled in a read must not hold the download's end.
+            std::thread::spawn(move || connection(&shared, holder));
+        }
+    }
+}
+
+/// One connection to `holder`: pieces in turn until it is dropped or nothing is left.
+fn connection(shared: &Shared, holder: usize) {
+    let location = shared.lock().holders[holder].location.clone();
+    let mut buffer = Vec::new();
+    loop {
+        let (piece, list) = {
+            let mut state = shared.lock();
+            loop {
+                if state.holders[holder].dropped.is_some()
+                    || state.all_done()
+                    || state.fatal.is_some()
+                {
+                    state.holders[holder].connections -= 1;
+                    shared.changed.notify_all();
+                    return;
+                }
+                if let Some(piece) = state.next_piece(holder, Instant::now()) {
+                    break (piece, state.list.clone());
+                }
+                state = shared
+                    .changed
+                    .wait_timeout(state, ENDGAME_AFTER / 5)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        };
+        let (start, len) = list.span(piece);
+        let fetched = fetch_piece(shared, &location, start, len, list.size, &mut buffer);
+        let hash = fetched.map(|()| sha256(&buffer));
+        let mut state = shared.lock();
+        match hash {
+            Err(why) => {
+                state.drop_holder(holder, why, false);
+            }
+            Ok(_) if state.done[piece] => state.fetched_again += 1,
+            Ok(hash) if hash == state.list.pieces[piece] => {
+                // Written outside the lock: another copy of the same piece, if any, is the
+                // same checked bytes.
+                drop(state);
+                let written = shared.file.write_all_at(&buffer, start);
+                state = shared.lock();
+                match written {
+                    Ok(()) => {
+                        state.mark_done(piece);
+                        state.holders[holder].pieces += 1;
+                    }
+                    Err(e) => state.fatal = Some(format!("writing piece {piece}: {e}")),
+                }
+            }
+            Ok(_) => {
+                state.fetched_again += 1;
+                if !state.bad[piece].contains(&holder) {
+                    state.bad[piece].push(holder);
+                }
+                let others = state.bad[piece].iter().filter(|&&h| h != holder).count();
+                if others > 0 {
+                    state.suspect = true;
+                } else {
+                    let why =
+                        format!("sent piece {piece} ({start}+{len}) that does not match its hash");
+                    state.drop_holder(holder, why, true);
+                }
+            }
+        }
+        state.release(piece, holder);
+        shared.changed.notify_all();
+    }
+}
+
+/// Fetches `len` bytes at `start` of the file of `size` bytes from `holder` into `buffer`.
+fn fetch_piece(
+    shared: &Shared,
+    holder: &str,
+    start: u64,
+    len: u64,
+    size: u64,
+    buffer: &mut Vec<u8>,
+) -> Result<(), String> {
+    let id = shared.id;
+    let end = start + len - 1;
+    let url = format!("http://{holder}/api/node/resources/{id}/content");
+    let mut response = shared
+        .agent
+        .get(&url)
+        .header("Range", format!("bytes={start}-{end}"))
+        .call()
+        .map_err(said)?;
+    let range = response
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(content_range);
+    match response.status().as_u16() {
+        206 if range == Some((start, end, size)) => {}
+        // The whole file, for a piece that is the whole file.
+        200 if start == 0 && len == size => {}
+        206 => return Err(format!("a 206 for other bytes than {start}-{end}/{size}")),
+        other => return Err(format!("answered {other} for bytes {start}-{end}")),
+    }
+    buffer.clear();
+    response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .take(len + 1)
+        .read_to_end(buffer)
+        .map_err(|e| format!("{} after {} bytes of a piece", said(e), buffer.len()))?;
+    if buffer.len() as u64 != len {
+        return Err(format!("sent {} bytes for a piece of {len}", buffer.len()));
+    }
+    Ok(())
+}
+
+/// The list was wrong (`why`): takes another holder's; the pieces whose hashes differ are
+/// fetched again, the list's holder is dropped and the holders dropped for bytes that did not
+/// match the old list come back. An error when no other holder has a different list.
+fn replace_list(shared: &Shared, agent: &ureq::Agent, why: &str) -> Result<(), String> {
+    let (old, from, candidates) = {
+        let state = shared.lock();
+        let candidates: Vec<(usize, String)> = state
+            .holders
+            .iter()
+            .enumerate()
+            .filter(|&(i, h)| i != state.list_from && (h.dropped.is_none() || h.dropped_for_bytes))
+            .map(|(i, h)| (i, h.location.clone()))
+            .collect();
+        (state.list.clone(), state.list_from, candidates)
+    };
+    let mut tried = Vec::new();
+    for (holder, location) in candidates {
+        let list = match piece_list(agent, &location, shared.id) {
+            Ok(list) if list.size == old.size && list.piece_size == old.piece_size => list,
+            Ok(_) => {
+                tried.push(format!("{location}: a list of another size or piece size"));
+                continue;
+            }
+            Err(e) => {
+                tried.push(e);
+                continue;
+            }
+        };
+        if list.pieces == old.pieces {
+            tried.push(format!("{location}: the same list"));
+            continue;
+        }
+        let mut state = shared.lock();
+        let liar = state.holders[from].location.clone();
+        for piece in 0..list.pieces.len() {
+            if list.pieces[piece] != old.pieces[piece] {
+                if state.done[piece] {
+                    state.done[piece] = false;
+                    state.done_count -= 1;
+                    state.done_bytes -= list.span(piece).1;
+                }
+                state.bad[piece].clear();
+                if !state.queue.contains(&piece) {
+                    state.queue.push_back(piece);
+                }
+            }
+        }
+        for h in &mut state.holders {
+            if h.dropped_for_bytes {
+                h.dropped = None;
+                h.dropped_for_bytes = false;
+            }
+        }
+        state.drop_holder(from, format!("its piece list was wrong: {why}"), false);
+        state.list = Arc::new(list);
+        state.list_from = holder;
+        log::debug!("piece list of {liar} replaced by {location}'s: {why}");
+        return Ok(());
+    }
+    Err(format!(
+        "the piece list is wrong ({why}) and no other holder gives another:\n  {}",
+        tried.join("\n  ")
+    ))
+}
+
+/// The SHA-256 of the whole part file.
+fn whole_hash(file: &File) -> std::io::Result<ResourceId> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut at = 0;
+    loop {
+        let n = file.read_at(&mut buffer, at)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        at += n as u64;
+    }
+    Ok(ResourceId(hasher.finalize().into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(pieces: usize, holders: usize) -> State {
+        let list = PieceList {
+            id: sha256(b"file"),
+            size: pieces as u64 * crate::pieces::MIN_PIECE_SIZE,
+            piece_size: crate::pieces::MIN_PIECE_SIZE,
+            pieces: vec![sha256(b"piece"); pieces],
+        };
+        State::new(list, 0, (0..holders).map(|h| format!("h{h}:1")).collect())
+    }
+
+    #[test]
+    fn pieces_come_from_the_queue_then_from_slow_holders_only() {
+        let mut state = state(2, 2);
+        let t0 = Instant::now();
+        assert_eq!(state.next_piece(0, t0), Some(0));
+        assert_eq!(state.next_piece(0, t0), Some(1));
+        // Nothing queued, and nothing in flight for long: nothing for holder 1 yet.
+        assert_eq!(state.next_piece(1, t0), None);
+        let later = t0 + ENDGAME_AFTER;
+        // Never a second copy from the holder that has it.
+        assert_eq!(state.next_piece(0, later), None);
+        assert_eq!(state.next_piece(1, later), Some(0));
+        // A third copy is not asked for.
+        assert_eq!(state.next_piece(1, later), Some(1));
+        assert_eq!(state.next_piece(1, later + ENDGAME_AFTER), None);
+        state.mark_done(0);
+        state.release(0, 0);
+        state.release(0, 1);
+        assert!(state.queue.is_empty(), "a piece done is not queued again");
+        // A holder that drops a piece it alone had puts it back, first in line.
+        state.release(1, 0);
+        state.release(1, 1);
+        assert_eq!(state.queue, [1]);
+    }
+
+    #[test]
+    fn a_holder_is_not_asked_again_for_a_piece_it_sent_wrong() {
+        let mut state = state(1, 2);
+        state.bad[0].push(0);
+        assert_eq!(state.next_piece(0, Instant::now()), None);
+        assert_eq!(state.next_piece(1, Instant::now()), Some(0));
+    }
+}

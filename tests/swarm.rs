@@ -1,0 +1,312 @@
+//! SPEC section 9b: `superpeer get` downloads from every holder at once, checks each piece
+//! against the piece list before it is written, drops a holder that sends a bad piece, stalls
+//! or leaves, and replaces a piece list that lies. Honest holders are real nodes; the liars
+//! are fake holders on threads of the test (real sockets, registered with a real supernode)
+//! that serve the same file with one lie each.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Pieces of 16 KiB: files of a few hundred KiB have dozens.
+const PIECE: usize = 16 << 10;
+
+/// How a fake holder lies.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// The byte at this offset is flipped in every piece it sends.
+    Byte(usize),
+    /// Its first answer sends half of the piece, then nothing (the connection held open).
+    Stall,
+    /// Serves this many pieces, then closes every connection without an answer.
+    LeaveAfter(usize),
+    /// Flips the byte at this offset in what it serves and in its piece list, which therefore
+    /// matches its own bytes and lies about the file.
+    List(usize),
+}
+
+/// A fake holder: its `host:port`, and how many pieces it was asked for.
+struct Fake {
+    location: String,
+    asked: Arc<AtomicUsize>,
+}
+
+fn fake(content: &[u8], lie: Lie) -> Fake {
+    let mut served = content.to_vec();
+    if let Lie::Byte(at) | Lie::List(at) = lie {
+        served[at] ^= 0xff;
+    }
+    let listed = match lie {
+        Lie::List(_) => &served,
+        _ => content,
+    };
+    let pieces: Vec<String> = listed.chunks(PIECE).map(sha256).collect();
+    let id = sha256(content);
+    let list = serde_json::json!({"data": {"id": id, "size": content.len(), "piece_size": PIECE,
+        "pieces": pieces}, "entity": "pieces"})
+    .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let location = listener.local_addr().unwrap().to_string();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let (served, list) = (Arc::new(served), Arc::new(list));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (served, list, counter) = (served.clone(), list.clone(), counter.clone());
+            std::thread::spawn(move || answer(stream, &served, &list, &counter, lie));
+        }
+    });
+    Fake { location, asked }
+}
+
+/// Answers the requests of one connection.
+fn answer(mut stream: TcpStream, served: &[u8], list: &str, asked: &AtomicUsize, lie: Lie) {
+    let limit = Some(Duration::from_secs(30));
+    stream.set_read_timeout(limit).unwrap();
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let path = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let send = |stream: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).is_ok() && stream.write_all(body).is_ok()
+        };
+        if !path.ends_with("/content") {
+            let body = if path.ends_with("/pieces") {
+                list
+            } else {
+                "{\"data\":\"ok\"}"
+            };
+            if !send(&mut stream, "200 OK", "", body.as_bytes()) {
+                return;
+            }
+            continue;
+        }
+        let (start, end) = head
+            .lines()
+            .find_map(|line| {
+                let (a, b) = line.strip_prefix("range: bytes=")?.trim().split_once('-')?;
+                Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+            })
+            .unwrap_or((0, served.len() - 1));
+        let n = asked.fetch_add(1, Ordering::SeqCst);
+        match lie {
+            Lie::LeaveAfter(pieces) if n >= pieces => return,
+            Lie::Stall if n == 0 => {
+                let range = format!("Content-Range: bytes {start}-{end}/{}\r\n", served.len());
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\n{range}\r\n",
+                    end - start + 1
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&served[start..start + (end - start) / 2]);
+                // Held open, silent, until the client hangs up (or 30 s).
+                let _ = stream.read(&mut [0u8; 1]);
+                return;
+            }
+            _ => {}
+        }
+        let range = format!("Content-Range: bytes {start}-{end}/{}\r\n", served.len());
+        if !send(
+            &mut stream,
+            "206 Partial Content",
+            &range,
+            &served[start..=end],
+        ) {
+            return;
+        }
+    }
+}
+
+/// `superpeer get` of `id` through `via` into `dir` as `out`, within 60 s.
+fn get(dir: &std::path::Path, id: &str, via: &str, out: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["get", id, "--via", via, "-o", out])
+        .current_dir(dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until("get to end", Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    child.wait_with_output().unwrap()
+}
+
+/// Pieces a real node served (its 206 answers).
+fn pieces_served(node: &Proc) -> usize {
+    metric(
+        node,
+        "superpeer_http_requests_total{route=\"/api/node/resources/{id}/content\",status=\"206\"}",
+    ) as usize
+}
+
+/// A file of `pieces` whole pieces and a bit, that no other test shares.
+fn file(seed: u8, pieces: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..(pieces * PIECE) as u32)
+        .map(|i| (i % 251) as u8 ^ seed)
+        .collect();
+    bytes.extend_from_slice(&std::process::id().to_le_bytes());
+    bytes
+}
+
+/// A supernode with a liar registered first (its piece list is the one asked first), then
+/// `nodes` real nodes holding `content`.
+struct Swarm {
+    supernode: Proc,
+    nodes: Vec<Proc>,
+    _folders: Vec<Folder>,
+    liar: Fake,
+    out: Folder,
+}
+
+fn swarm(content: &[u8], lie: Lie, nodes: usize) -> Swarm {
+    let group = group();
+    let supernode = Launch::supernode("s", &group, 1).start();
+    let liar = fake(content, lie);
+    register_holder(
+        &supernode,
+        &liar.location,
+        &[(&sha256(content), "swarm.bin")],
+    );
+    let mut folders = Vec::new();
+    let mut started = Vec::new();
+    for name in ["n1", "n2"].into_iter().take(nodes) {
+        let folder = Folder::with(&[("swarm.bin", content)]);
+        let node = Launch::node(name, &folder.path, &[&supernode.url()])
+            .env("PIECE_SIZE", &PIECE.to_string())
+            .start();
+        folders.push(folder);
+        started.push(node);
+    }
+    wait_registered(&supernode, &started.iter().collect::<Vec<_>>());
+    Swarm {
+        supernode,
+        nodes: started,
+        _folders: folders,
+        liar,
+        out: Folder::with(&[]),
+    }
+}
+
+impl Swarm {
+    fn get(&self, content: &[u8], out: &str) -> Output {
+        let done = get(&self.out.path, &sha256(content), &self.supernode.url(), out);
+        let said = String::from_utf8_lossy(&done.stderr);
+        assert!(done.status.success(), "{said}");
+        assert_eq!(std::fs::read(self.out.path.join(out)).unwrap(), content);
+        assert!(!self.out.path.join(format!("{out}.part")).exists());
+        done
+    }
+
+    /// Pieces every holder was asked for, the liar's included.
+    fn asked(&self) -> usize {
+        self.nodes.iter().map(pieces_served).sum::<usize>() + self.liar.asked.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_holder_that_sends_a_bad_piece_is_dropped_and_the_file_comes_right() {
+    let content = file(31, 40);
+    // The lie is in piece 20 of 41.
+    let swarm = swarm(&content, Lie::Byte(20 * PIECE + 5), 2);
+    swarm.get(&content, "swarm.bin");
+    // Every holder sent pieces, each real node at least one.
+    for node in &swarm.nodes {
+        assert!(pieces_served(node) > 0, "{} served none", node.url());
+    }
+    // At most a couple fetched twice: the bad piece, and one the liar's other connection had
+    // in flight when it was dropped.
+    let pieces = content.len().div_ceil(PIECE);
+    assert!(
+        swarm.asked() <= pieces + 2,
+        "{} asked for {pieces} pieces",
+        swarm.asked()
+    );
+    // A resume checks what is on disk: a part file right but for one piece gets that piece.
+    let mut part = content.clone();
+    part[3 * PIECE] ^= 1;
+    std::fs::write(swarm.out.path.join("again.bin.part"), &part).unwrap();
+    let before = swarm.asked();
+    swarm.get(&content, "again.bin");
+    assert_eq!(swarm.asked() - before, 1);
+}
+
+#[test]
+fn a_holder_that_stalls_mid_piece_does_not_hold_the_download() {
+    let content = file(32, 24);
+    let swarm = swarm(&content, Lie::Stall, 2);
+    let started = Instant::now();
+    swarm.get(&content, "swarm.bin");
+    // Its piece went to another holder long before its 30 s deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Its other connection went on serving pieces.
+    assert!(swarm.liar.asked.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn a_holder_that_leaves_half_way_leaves_its_pieces_to_the_others() {
+    let content = file(33, 40);
+    let swarm = swarm(&content, Lie::LeaveAfter(4), 2);
+    swarm.get(&content, "swarm.bin");
+    let pieces = content.len().div_ceil(PIECE);
+    let from_nodes: usize = swarm.nodes.iter().map(pieces_served).sum();
+    assert!(
+        from_nodes >= pieces - 4,
+        "{from_nodes} of {pieces} from the nodes"
+    );
+}
+
+#[test]
+fn a_piece_list_that_lies_is_replaced_by_another_holder_s() {
+    let content = file(34, 40);
+    let pieces = content.len().div_ceil(PIECE);
+    // The liar's list is asked first; it holds the hash of the liar's piece 7, not the file's.
+    // With two nodes, both nodes' bytes for piece 7 disagree with it before the end.
+    let lie = Lie::List(7 * PIECE + 100);
+    let two = swarm(&content, lie, 2);
+    two.get(&content, "swarm.bin");
+    assert!(
+        two.asked() <= pieces + 3,
+        "{} asked for {pieces} pieces",
+        two.asked()
+    );
+    // With one node, the list is found out at the latest at the end: every piece matched it
+    // (the liar's own piece 7 among them) and the whole does not hash to the id. Only the
+    // pieces whose hashes differ in the node's list are fetched again.
+    let one = swarm(&content, lie, 1);
+    one.get(&content, "swarm.bin");
+    assert!(
+        one.asked() <= pieces + 3,
+        "{} asked for {pieces} pieces",
+        one.asked()
+    );
+}
