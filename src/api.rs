@@ -87,6 +87,15 @@ pub struct Remote {
     pub info: FileInfo,
 }
 
+/// A node's answer for an id it holds when asked for every holder (`?all=true`): `{"id",
+/// "name", "locations"}`, the node itself first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldEverywhere<'a> {
+    #[serde(borrow, flatten)]
+    pub held: Held<'a>,
+    pub locations: Vec<String>,
+}
+
 /// A node's answer for an id it holds (`{"id", "name"}`) or knows the holders of.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -215,7 +215,11 @@ fn swarm(content: &[u8], lie: Lie, nodes: usize) -> Swarm {
 
 impl Swarm {
     fn get(&self, content: &[u8], out: &str) -> Output {
-        let done = get(&self.out.path, &sha256(content), &self.supernode.url(), out);
+        self.get_via(content, out, &self.supernode.url())
+    }
+
+    fn get_via(&self, content: &[u8], out: &str, via: &str) -> Output {
+        let done = get(&self.out.path, &sha256(content), via, out);
         let said = String::from_utf8_lossy(&done.stderr);
         assert!(done.status.success(), "{said}");
         assert_eq!(std::fs::read(self.out.path.join(out)).unwrap(), content);
@@ -309,4 +313,15 @@ fn a_piece_list_that_lies_is_replaced_by_another_holder_s() {
         "{} asked for {pieces} pieces",
         one.asked()
     );
+}
+
+#[test]
+fn through_a_node_that_holds_the_file_every_holder_sends_pieces() {
+    let content = file(35, 40);
+    // A liar that leaves at once: both real nodes share the file.
+    let swarm = swarm(&content, Lie::LeaveAfter(0), 2);
+    swarm.get_via(&content, "swarm.bin", &swarm.nodes[0].url());
+    for node in &swarm.nodes {
+        assert!(pieces_served(node) > 0, "{} served none", node.url());
+    }
 }

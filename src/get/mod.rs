@@ -130,16 +130,20 @@ fn find(agent: &ureq::Agent, via: &str, target: &str) -> Result<Found, String> {
         let url = if supernode {
             format!("{via}/api/supernode/search/{id}?all=true")
         } else {
-            format!("{via}/api/node/resources/{id}")
+            // A node asks its supernode for every holder too.
+            format!("{via}/api/node/resources/{id}?all=true")
         };
         let (status, body) = get_json(agent, &url)?;
         let data = &body["data"];
         return match status {
-            // Held by the node asked: it is the holder.
+            // Held by the node asked: it, and every other holder it knows.
             200 if !supernode => Ok(Found {
                 id,
                 name: data["name"].as_str().map(String::from),
-                holders: vec![via.trim_start_matches("http://").to_string()],
+                holders: match strings(&data["locations"]) {
+                    every if !every.is_empty() => every,
+                    _ => vec![via.trim_start_matches("http://").to_string()],
+                },
             }),
             200 => Ok(Found {
                 id,

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::Instance;
 use crate::api::{
-    FileInfo, Found, Located, NameQuery, NodeRoute, Registration, Remote, Route, Routed, entity,
-    parse_id_list,
+    FileInfo, Found, HeldEverywhere, Located, NameQuery, NodeRoute, Registration, Remote, Route,
+    Routed, entity, parse_id_list,
 };
 use crate::client::{Announcement, Registrar, Upstream};
 use crate::config::{NodeConfig, Role};
@@ -219,7 +219,28 @@ impl NodeService {
     /// from them).
     fn resource(&self, id: ResourceId, suffix: &str, all: bool) -> Result<Reply, ApiError> {
         if let Some(resource) = self.catalog().get(&id) {
-            return Ok(Reply::data(200, entity::RESOURCE, &resource.info()));
+            if !all {
+                return Ok(Reply::data(200, entity::RESOURCE, &resource.info()));
+            }
+            // This node, then every other holder the group knows (none when it cannot say).
+            let mut locations: Vec<String> = self
+                .identity
+                .get()
+                .map(|i| i.1.clone())
+                .into_iter()
+                .collect();
+            if let Ok(Some(every)) = self.supernodes.search_all(id) {
+                for location in every.every_location().locations {
+                    if !locations.contains(&location) {
+                        locations.push(location);
+                    }
+                }
+            }
+            let everywhere = HeldEverywhere {
+                held: resource.info(),
+                locations,
+            };
+            return Ok(Reply::data(200, entity::RESOURCE, &everywhere));
         }
         let found = if all {
             self.supernodes.search_all(id)?
