@@ -37,7 +37,8 @@ help:
 	@echo '  r-super   run a supernode (default CONFIG=supernode1)'
 	@echo '  r-node    run a node (default CONFIG=node1)'
 	@echo '  test      cargo test (and the LAN builder'"'"'s unit tests: tools/lan)'
-	@echo '  test-tools  the tests that need Debian tools: promtool, chromium (installs them; root)'
+	@echo '  test-tools  the tests that need Debian tools: promtool, chromium, aria2c (installs'
+	@echo '            them; root)'
 	@echo '  fmt       check formatting (cargo fmt --check); fmt-fix rewrites the files'
 	@echo '  lint      cargo clippy --all-targets -- -D warnings'
 	@echo '  demo      start a 2-supernode, 3-node cluster on 127.0.0.1 and walk through'
@@ -92,13 +93,13 @@ test:
 
 # The tests that need tools from Debian packages, installed first: promtool (prometheus) on
 # both roles' metrics; the pages in chromium, headless, driven by chromedriver (as root: the
-# browser runs in a network namespace with nothing but loopback).
-TOOL_PACKAGES = prometheus:promtool chromium:chromium chromium-driver:chromedriver
+# browser runs in a network namespace with nothing but loopback); aria2c with a Metalink document.
+TOOL_PACKAGES = prometheus:promtool chromium:chromium chromium-driver:chromedriver aria2:aria2c
 test-tools:
 	cd '$(ROOT)' && missing=; for p in $(TOOL_PACKAGES); do \
 	  command -v "$${p#*:}" >/dev/null || missing="$$missing $${p%%:*}"; done; \
 	  if [ -n "$$missing" ]; then bash scripts/apt-install.sh $$missing; fi
-	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored metrics:: browser::
+	cd '$(ROOT)' && $(CARGO) test --test tests -- --ignored metrics:: browser:: swarm::
 
 # Check the formatting without changing anything (the workspace, so the bench tool and the LAN
 # builder too, and the fuzz targets).

@@ -253,6 +253,8 @@ pub enum SupernodeRoute {
     Search(ResourceId),
     /// `GET search/<id>?all=true`: every holder the group knows.
     SearchAll(ResourceId),
+    /// `GET search/<id>/metalink`: a Metalink document of every holder.
+    Metalink(ResourceId),
     /// `GET search?hash_ids=...`.
     SearchMany,
     /// `GET search?file_name=...`.
@@ -290,6 +292,8 @@ pub enum NodeRoute {
     Content(ResourceId),
     /// `GET resources/<id>/pieces`: the piece list.
     Pieces(ResourceId),
+    /// `GET resources/<id>/metalink`: a Metalink document of every holder.
+    Metalink(ResourceId),
 }
 
 impl SupernodeRoute {
@@ -387,6 +391,10 @@ impl Routed {
                     .and_then(|id| route(if all { S::SearchAll(id) } else { S::Search(id) }));
                 get("/api/supernode/search/{id}", which)
             }
+            ["search", id, "metalink"] => get(
+                "/api/supernode/search/{id}/metalink",
+                parse_id(id).and_then(|id| route(S::Metalink(id))),
+            ),
             ["alive"] => {
                 let which = match request.method {
                     Method::Post => route(S::Heartbeat),
@@ -427,6 +435,10 @@ impl Routed {
             ["resources", id, "pieces"] => get(
                 "/api/node/resources/{id}/pieces",
                 parse_id(id).and_then(|id| route(N::Pieces(id))),
+            ),
+            ["resources", id, "metalink"] => get(
+                "/api/node/resources/{id}/metalink",
+                parse_id(id).and_then(|id| route(N::Metalink(id))),
             ),
             _ => return None,
         })

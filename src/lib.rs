@@ -38,6 +38,7 @@ mod client;
 mod content;
 mod error;
 mod liveness;
+mod metalink;
 mod multicast;
 mod node;
 mod page;

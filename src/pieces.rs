@@ -58,6 +58,36 @@ impl PieceList {
     }
 }
 
+/// The piece list `holder` (`host:port`) gives for `id`, checked to fit it; a body over
+/// `limit` bytes is refused. The error says why, in the holder's words where it had any (not
+/// escaped for a terminal).
+pub fn fetch(
+    agent: &ureq::Agent,
+    holder: &str,
+    id: ResourceId,
+    limit: u64,
+) -> Result<PieceList, String> {
+    let url = format!("http://{holder}/api/node/resources/{id}/pieces");
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| format!("{holder}: {e}"))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(format!("{holder}: no piece list (it answered {status})"));
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| format!("{holder}: {e}"))?;
+    let list: PieceList = crate::api::data_of(&body)
+        .map_err(|e| format!("{holder}: a piece list that does not parse: {e}"))?;
+    list.check(id).map_err(|e| format!("{holder}: {e}"))?;
+    Ok(list)
+}
+
 /// The SHA-256 of `bytes`, as an id.
 pub fn sha256(bytes: &[u8]) -> ResourceId {
     ResourceId(Sha256::digest(bytes).into())

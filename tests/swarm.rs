@@ -21,6 +21,8 @@ const PIECE: usize = 16 << 10;
 enum Lie {
     /// The byte at this offset is flipped in every piece it sends.
     Byte(usize),
+    /// The first byte of every piece of this size is flipped.
+    EveryPiece(usize),
     /// Its first answer sends half of the piece, then nothing (the connection held open).
     Stall,
     /// Serves this many pieces, then closes every connection without an answer.
@@ -37,17 +39,27 @@ struct Fake {
 }
 
 fn fake(content: &[u8], lie: Lie) -> Fake {
+    fake_with(content, lie, PIECE)
+}
+
+/// [`fake`], with pieces of `piece` bytes in its list.
+fn fake_with(content: &[u8], lie: Lie, piece: usize) -> Fake {
     let mut served = content.to_vec();
     if let Lie::Byte(at) | Lie::List(at) = lie {
         served[at] ^= 0xff;
+    }
+    if let Lie::EveryPiece(size) = lie {
+        for at in (0..served.len()).step_by(size) {
+            served[at] ^= 0xff;
+        }
     }
     let listed = match lie {
         Lie::List(_) => &served,
         _ => content,
     };
-    let pieces: Vec<String> = listed.chunks(PIECE).map(sha256).collect();
+    let pieces: Vec<String> = listed.chunks(piece).map(sha256).collect();
     let id = sha256(content);
-    let list = serde_json::json!({"data": {"id": id, "size": content.len(), "piece_size": PIECE,
+    let list = serde_json::json!({"data": {"id": id, "size": content.len(), "piece_size": piece,
         "pieces": pieces}, "entity": "pieces"})
     .to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,7 +151,7 @@ fn answer(mut stream: TcpStream, served: &[u8], list: &str, asked: &AtomicUsize,
 }
 
 /// `superpeer get` of `id` through `via` into `dir` as `out`, within 60 s.
-fn get(dir: &std::path::Path, id: &str, via: &str, out: &str) -> Output {
+fn superpeer_get(dir: &std::path::Path, id: &str, via: &str, out: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(["get", id, "--via", via, "-o", out])
         .current_dir(dir)
@@ -219,7 +231,7 @@ impl Swarm {
     }
 
     fn get_via(&self, content: &[u8], out: &str, via: &str) -> Output {
-        let done = get(&self.out.path, &sha256(content), via, out);
+        let done = superpeer_get(&self.out.path, &sha256(content), via, out);
         let said = String::from_utf8_lossy(&done.stderr);
         assert!(done.status.success(), "{said}");
         assert_eq!(std::fs::read(self.out.path.join(out)).unwrap(), content);
@@ -324,4 +336,127 @@ fn through_a_node_that_holds_the_file_every_holder_sends_pieces() {
     for node in &swarm.nodes {
         assert!(pieces_served(node) > 0, "{} served none", node.url());
     }
+}
+
+#[test]
+#[ignore = "needs aria2c: make test-tools"]
+fn aria2c_downloads_from_every_holder_with_the_metalink_and_finds_the_bad_pieces() {
+    // 8 MiB in pieces of 1 MiB (the default): aria2 splits a file over its sources at 1 MiB
+    // at the least.
+    let content: Vec<u8> = (0..8u32 << 20).map(|i| (i % 241) as u8 ^ 36).collect();
+    let id = sha256(&content);
+    let group = group();
+    let supernode = Launch::supernode("s", &group, 1).start();
+    // A holder that flips a byte of every piece, and a real node.
+    let liar = fake_with(&content, Lie::EveryPiece(1 << 20), 1 << 20);
+    register_holder(&supernode, &liar.location, &[(&id, "big.bin")]);
+    let folders: Vec<Folder> = (0..1)
+        .map(|_| Folder::with(&[("big.bin", &content)]))
+        .collect();
+    let nodes: Vec<Proc> = folders
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Launch::node(&format!("n{i}"), &f.path, &[&supernode.url()]).start())
+        .collect();
+    wait_registered(&supernode, &nodes.iter().collect::<Vec<_>>());
+
+    // The document: every holder, the size, the hash, 8 piece hashes.
+    let document = supernode.get(&format!("/api/supernode/search/{id}/metalink"));
+    assert_eq!(document.status, 200);
+    let xml = String::from_utf8(document.body).unwrap();
+    assert!(
+        xml.contains(&format!("<hash type=\"sha-256\">{id}</hash>")),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<url ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("      <hash>").count(), 8, "{xml}");
+
+    let out = Folder::with(&[]);
+    let log = out.path.join("aria2.log");
+    let url = format!("{}/api/supernode/search/{id}/metalink", supernode.url());
+    let status = Command::new("aria2c")
+        .args([
+            "--no-conf",
+            "--quiet",
+            "--follow-metalink=mem",
+            "--min-split-size=1M",
+        ])
+        .args(["--split=8", "--max-connection-per-server=2"])
+        .args(["--log-level=info", "--retry-wait=1", "--max-tries=5"])
+        .arg(format!("--log={}", log.display()))
+        .arg(format!("--dir={}", out.path.display()))
+        .arg(&url)
+        .env_clear()
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "aria2c: {status}\n{said}");
+    assert_eq!(std::fs::read(out.path.join("big.bin")).unwrap(), content);
+    // One connection to each holder at once: the liar's pieces were found out by their
+    // hashes, and taken from the node.
+    assert!(liar.asked.load(Ordering::SeqCst) > 0, "{said}");
+    assert!(said.contains("Chunk checksum validation failed"), "{said}");
+    for node in &nodes {
+        assert!(
+            pieces_served(node) > 0,
+            "{} served none\n{said}",
+            node.url()
+        );
+    }
+}
+
+#[test]
+fn metalink_documents_come_from_a_node_and_from_either_supernode() {
+    let content = file(37, 3);
+    let id = sha256(&content);
+    let group = group();
+    let s1 = Launch::supernode("s1", &group, 2).start();
+    let s2 = Launch::supernode("s2", &group, 2).start();
+    let folder = Folder::with(&[("docs/report.pdf", &content)]);
+    let node = Launch::node("n", &folder.path, &[&s2.url()])
+        .env("PIECE_SIZE", &PIECE.to_string())
+        .start();
+    wait_registered(&s2, &[&node]);
+    let expect = |xml: &str| {
+        assert!(xml.contains("<file name=\"report.pdf\">"), "{xml}");
+        assert!(
+            xml.contains(&format!("<size>{}</size>", content.len())),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!("<pieces length=\"{PIECE}\" type=\"sha-256\">")),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("      <hash>").count(), 4, "{xml}");
+        let url = format!("http://{}/api/node/resources/{id}/content", node.location());
+        assert!(
+            xml.contains(&format!("<url priority=\"1\">{url}</url>")),
+            "{xml}"
+        );
+    };
+    // The node's own, and the supernode's it registered with (the piece list fetched from it).
+    for (at, path) in [
+        (&node, format!("/api/node/resources/{id}/metalink")),
+        (&s2, format!("/api/supernode/search/{id}/metalink")),
+    ] {
+        let answer = at.get(&path);
+        assert_eq!(answer.status, 200, "{path}");
+        expect(&String::from_utf8(answer.body).unwrap());
+    }
+    // The other supernode connects to no node of another's: a 302 to the holder's document.
+    let answer = s1.get(&format!("/api/supernode/search/{id}/metalink"));
+    assert_eq!(answer.status, 302);
+    let to = answer.location.unwrap();
+    assert_eq!(
+        to,
+        format!(
+            "http://{}/api/node/resources/{id}/metalink",
+            node.location()
+        )
+    );
+    expect(&String::from_utf8(get(&to).body).unwrap());
+    // Nobody has it: 404.
+    let absent = s1.get(&format!("/api/supernode/search/{}/metalink", absent_id(7)));
+    assert_eq!(absent.status, 404);
 }

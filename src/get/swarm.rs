@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::id::ResourceId;
 use crate::pieces::{PieceList, sha256};
 
-use super::{Progress, content_range, get_json, said, shown};
+use super::{Progress, content_range, said, shown};
 
 /// Connections to each holder at once.
 const CONNECTIONS_PER_HOLDER: usize = 2;
@@ -46,16 +46,7 @@ pub struct Swarm<'a> {
 
 /// The piece list `holder` gives for `id`, checked to fit the id.
 pub fn piece_list(agent: &ureq::Agent, holder: &str, id: ResourceId) -> Result<PieceList, String> {
-    let url = format!("http://{holder}/api/node/resources/{id}/pieces");
-    let (status, body) = get_json(agent, &url)?;
-    if status != 200 {
-        return Err(format!("{holder}: no piece list (it answered {status})"));
-    }
-    let list: PieceList = serde_json::from_value(body["data"].clone())
-        .map_err(|e| format!("{holder}: a piece list that does not parse: {}", said(e)))?;
-    list.check(id)
-        .map_err(|e| format!("{holder}: {}", said(e)))?;
-    Ok(list)
+    crate::pieces::fetch(agent, holder, id, 64 << 20).map_err(said)
 }
 
 /// One holder, as the swarm sees it.

@@ -27,7 +27,8 @@ use crate::id::ResourceId;
 use crate::location::HostPort;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
-use crate::resources::{self, Catalog};
+use crate::pieces::PieceList;
+use crate::resources::{self, Catalog, Resource};
 use crate::shutdown::Shutdown;
 
 /// What a node asks of its supernodes: [`Upstream`] (fail-over along `SUPERNODE_ENDPOINT`), or
@@ -113,6 +114,7 @@ impl Service for NodeService {
             }
             Route::Node(N::Content(id)) => self.content(request, id),
             Route::Node(N::Pieces(id)) => self.pieces(id),
+            Route::Node(N::Metalink(id)) => self.metalink(id),
             Route::Supernode(_) => Err(ApiError::WrongRole),
         }
     }
@@ -222,23 +224,9 @@ impl NodeService {
             if !all {
                 return Ok(Reply::data(200, entity::RESOURCE, &resource.info()));
             }
-            // This node, then every other holder the group knows (none when it cannot say).
-            let mut locations: Vec<String> = self
-                .identity
-                .get()
-                .map(|i| i.1.clone())
-                .into_iter()
-                .collect();
-            if let Ok(Some(every)) = self.supernodes.search_all(id) {
-                for location in every.every_location().locations {
-                    if !locations.contains(&location) {
-                        locations.push(location);
-                    }
-                }
-            }
             let everywhere = HeldEverywhere {
                 held: resource.info(),
-                locations,
+                locations: self.every_holder_with_me(id),
             };
             return Ok(Reply::data(200, entity::RESOURCE, &everywhere));
         }
@@ -310,25 +298,66 @@ impl NodeService {
         }
     }
 
-    /// `GET resources/<id>/pieces`: the piece list of a file held here (hashed at the first
-    /// call), or a 302 to a holder's.
+    /// This node, then every other holder of `id` the group knows (none when it cannot say).
+    fn every_holder_with_me(&self, id: ResourceId) -> Vec<String> {
+        let mut locations: Vec<String> = self
+            .identity
+            .get()
+            .map(|i| i.1.clone())
+            .into_iter()
+            .collect();
+        if let Ok(Some(every)) = self.supernodes.search_all(id) {
+            for location in every.every_location().locations {
+                if !locations.contains(&location) {
+                    locations.push(location);
+                }
+            }
+        }
+        locations
+    }
+
+    /// The piece list of `resource`, held here (hashed at the first call).
+    fn piece_list(&self, resource: &Resource) -> Result<Arc<PieceList>, ApiError> {
+        resource.pieces(self.piece_size).map_err(|e| {
+            let id = resource.id;
+            log::warn!(
+                "resource {id} ({}): no piece list: {e}",
+                resource.path.display()
+            );
+            ApiError::Unavailable(format!(
+                "resource {id} cannot be read as it was hashed; it is being looked at again"
+            ))
+        })
+    }
+
+    /// `GET resources/<id>/pieces`: the piece list of a file held here, or a 302 to a
+    /// holder's.
     fn pieces(&self, id: ResourceId) -> Result<Reply, ApiError> {
         let catalog = self.catalog();
         let Some(resource) = catalog.get(&id) else {
             return self.resource(id, "/pieces", false);
         };
-        match resource.pieces(self.piece_size) {
-            Ok(list) => Ok(Reply::data(200, entity::PIECES, &*list)),
-            Err(e) => {
-                log::warn!(
-                    "resource {id} ({}): no piece list: {e}",
-                    resource.path.display()
-                );
-                Err(ApiError::Unavailable(format!(
-                    "resource {id} cannot be read as it was hashed; it is being looked at again"
-                )))
-            }
-        }
+        Ok(Reply::data(
+            200,
+            entity::PIECES,
+            &*self.piece_list(resource)?,
+        ))
+    }
+
+    /// `GET resources/<id>/metalink`: a Metalink document of a file held here (this node and
+    /// every other holder), or a 302 to a holder's.
+    fn metalink(&self, id: ResourceId) -> Result<Reply, ApiError> {
+        let catalog = self.catalog();
+        let Some(resource) = catalog.get(&id) else {
+            return self.resource(id, "/metalink", false);
+        };
+        let list = self.piece_list(resource)?;
+        let holders = self.every_holder_with_me(id);
+        let document = crate::metalink::document(&list, Some(&resource.name), &holders);
+        Ok(Reply::typed(
+            document.into_bytes(),
+            crate::metalink::CONTENT_TYPE,
+        ))
     }
 
     /// Local ids from the catalog, the rest from the supernode in one request.

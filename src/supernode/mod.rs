@@ -33,7 +33,7 @@ use crate::wire::NameHit;
 pub use admission::{Accepted, parse_registration};
 
 use admission::Admission;
-use searches::FanOut;
+use searches::{FanOut, Metalinks};
 
 /// What a supernode asks of the other supernodes: [`Multicast`], or a stand-in in the routes'
 /// unit tests.
@@ -95,6 +95,8 @@ pub struct SupernodeService {
     group_location: String,
     /// What each client may ask of the other supernodes.
     fan_out: FanOut,
+    /// Fetches the piece lists of the Metalink documents from registered nodes.
+    metalinks: Metalinks,
 }
 
 /// The longest `GET /api/supernode/xxx` waits for its sweep.
@@ -194,6 +196,7 @@ impl SupernodeService {
             started: Instant::now(),
             group_location: config.group.to_string(),
             fan_out: FanOut::new(config.group_size == 1),
+            metalinks: Metalinks::new(),
         }
     }
 
@@ -212,6 +215,7 @@ impl SupernodeService {
             S::Register => self.register(request),
             S::Search(id) => self.search(id),
             S::SearchAll(id) => self.every_holder(request, id),
+            S::Metalink(id) => self.metalink(request, id),
             S::SearchMany => self.search_many(request),
             S::SearchNames => self.search_names(request),
             S::Nodes => Ok(Reply::data(200, entity::NODE, &self.read_index().nodes())),

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::api::{FileInfo, Located, NameQuery, Searched, entity, parse_id_list};
 use crate::error::ApiError;
@@ -12,6 +13,7 @@ use crate::http::{Reply, Request};
 use crate::id::ResourceId;
 use crate::metrics::SearchOutcome;
 use crate::multicast::Outcome;
+use crate::pieces::PieceList;
 use crate::rate::Buckets;
 
 use super::SupernodeService;
@@ -76,6 +78,51 @@ impl FanOut {
     }
 }
 
+/// The piece lists a supernode fetches for its Metalink documents: from the nodes registered
+/// with it, a few at once (each costs a node a read of the file the first time), each within
+/// a deadline.
+pub(super) struct Metalinks {
+    agent: ureq::Agent,
+    running: AtomicUsize,
+}
+
+/// Piece-list fetches at once.
+const METALINK_FETCHES: usize = 4;
+/// The largest piece list fetched: a file of 240 GB in pieces of 1 MiB.
+const PIECE_LIST_LIMIT: u64 = 16 << 20;
+
+impl Metalinks {
+    pub(super) fn new() -> Metalinks {
+        Metalinks {
+            agent: crate::client::agent(Duration::from_secs(10)),
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    /// The piece list of `id` from the first of `registered` (at most 3 asked) that gives one.
+    fn piece_list(&self, id: ResourceId, registered: &[String]) -> Result<PieceList, ApiError> {
+        if self.running.fetch_add(1, Ordering::AcqRel) >= METALINK_FETCHES {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::Unavailable(format!(
+                "{METALINK_FETCHES} Metalink documents are being made; retry in a moment"
+            )));
+        }
+        let mut why = Vec::new();
+        let list = registered.iter().take(3).find_map(|holder| {
+            crate::pieces::fetch(&self.agent, holder, id, PIECE_LIST_LIMIT)
+                .map_err(|e| why.push(e))
+                .ok()
+        });
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        list.ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "no node registered here gave the piece list of {id}: {}",
+                why.join("; ")
+            ))
+        })
+    }
+}
+
 impl SupernodeService {
     /// `GET /api/supernode/search/<id>`.
     pub(super) fn search(&self, id: ResourceId) -> Result<Reply, ApiError> {
@@ -120,6 +167,38 @@ impl SupernodeService {
         request: &Request,
         id: ResourceId,
     ) -> Result<Reply, ApiError> {
+        let file = self.holders_of(request, id)?;
+        Ok(Reply::data(200, entity::LOCATION, &Located { id, file }))
+    }
+
+    /// `GET /api/supernode/search/<id>/metalink`: a Metalink document of every holder, with
+    /// the piece list of a node registered here. The supernode fetches only from the
+    /// locations registrations proved; when only other supernodes' nodes hold the file, the
+    /// answer is a 302 to one of their own documents, as a search's answer would send a
+    /// client there.
+    pub(super) fn metalink(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
+        let every = self.holders_of(request, id)?;
+        let registered = self.read_index().lookup(&id).map(|f| f.locations);
+        let Some(registered) = registered else {
+            let url = format!("http://{}/api/node/resources/{id}/metalink", every.location);
+            crate::wire::check_location(&every.location).map_err(|e| {
+                ApiError::Unavailable(format!("the group's answer for {id} is unusable: {e}"))
+            })?;
+            return Ok(
+                Reply::data(302, entity::LOCATION, &Located { id, file: every }).with_location(url),
+            );
+        };
+        let list = self.metalinks.piece_list(id, &registered)?;
+        let document = crate::metalink::document(&list, every.name.as_deref(), &every.locations);
+        Ok(Reply::typed(
+            document.into_bytes(),
+            crate::metalink::CONTENT_TYPE,
+        ))
+    }
+
+    /// Every holder of `id`: the index's, then the group's (one charge of the client's
+    /// fan-out); a 404 when nobody has it.
+    fn holders_of(&self, request: &Request, id: ResourceId) -> Result<FileInfo, ApiError> {
         self.fan_out.charge(request, Fan::Everyone, 1)?;
         let local = self.read_index().lookup(&id);
         let mut file = local.unwrap_or(FileInfo {
@@ -135,7 +214,7 @@ impl SupernodeService {
         match file.locations.first() {
             Some(first) => {
                 file.location = first.clone();
-                Ok(Reply::data(200, entity::LOCATION, &Located { id, file }))
+                Ok(file)
             }
             None => Err(ApiError::NotFound(format!("resource {id} not found"))),
         }
