@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::pieces::PieceList;
 use crate::resources::{self, Catalog, Resource};
 use crate::shutdown::Shutdown;
+use mirrors::Mirrors;
 
 /// What a node asks of its supernodes: [`Upstream`] (fail-over along `SUPERNODE_ENDPOINT`), or
 /// a stand-in in the routes' unit tests.
@@ -77,6 +78,8 @@ pub struct NodeService {
     metrics: Metrics,
     /// For the holders' health checks before a redirect.
     holders: ureq::Agent,
+    /// The other holders of what it serves, for the downloads' `Link` headers.
+    mirrors: Mirrors,
     started: std::time::Instant,
     /// The name and location it registers under, known once it listens.
     identity: std::sync::OnceLock<(String, String)>,
@@ -150,12 +153,13 @@ impl NodeService {
     ) -> NodeService {
         NodeService {
             catalog: RwLock::new(catalog),
-            supernodes,
+            supernodes: supernodes.clone(),
             max_ids,
             piece_size: crate::pieces::DEFAULT_PIECE_SIZE,
             changed_files: Throttle::new(Duration::from_secs(10)),
             metrics: Metrics::new(),
             holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
+            mirrors: Mirrors::start(supernodes.clone()),
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
         }
@@ -268,13 +272,20 @@ impl NodeService {
         // The path comes from the catalog, never from the request.
         let opened = std::fs::File::open(&resource.path).and_then(|f| Ok((f.metadata()?, f)));
         match opened {
-            Ok((metadata, file)) if resource.unchanged(&metadata) => crate::content::reply(
-                request,
-                id,
-                &resource.name,
-                (file, metadata),
-                resource.unchanged_check(),
-            ),
+            Ok((metadata, file)) if resource.unchanged(&metadata) => {
+                let reply = crate::content::reply(
+                    request,
+                    id,
+                    &resource.name,
+                    (file, metadata),
+                    resource.unchanged_check(),
+                )?;
+                let me = self.identity.get().map(|(_, location)| location.as_str());
+                Ok(match self.mirrors.link(id, me) {
+                    Some(link) => reply.with_header("Link", link),
+                    None => reply,
+                })
+            }
             Ok(_) => {
                 if let Some(count) = self.changed_files.hit() {
                     log::warn!(
@@ -563,5 +574,6 @@ fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
     serde_json::to_vec(&registration).unwrap_or_default()
 }
 
+mod mirrors;
 #[cfg(test)]
 mod tests;

@@ -196,6 +196,32 @@ fn a_node_lists_the_pieces_of_what_it_holds_and_digests_its_downloads() {
 }
 
 #[test]
+fn downloads_name_the_other_holders_once_the_supernode_said_them() {
+    let content = b"held here and at another node";
+    let id = sha(content);
+    let supernodes = Arc::new(FakeSupernodes {
+        elsewhere: vec![(id, "10.0.0.2:8000".into())],
+        ..FakeSupernodes::default()
+    });
+    let (node, _folder) = node(supernodes, &[("m.bin", content)]);
+    let path = format!("/api/node/resources/{id}/content");
+    // The first download does not wait for the question.
+    assert_eq!(ask(&node, Method::Get, &path).header("Link"), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let link = loop {
+        if let Some(link) = ask(&node, Method::Get, &path).header("Link") {
+            break link.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no Link header came");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        link,
+        format!("<http://10.0.0.2:8000/api/node/resources/{id}/content>; rel=duplicate")
+    );
+}
+
+#[test]
 fn a_node_s_routes_refuse_what_is_not_theirs() {
     let (node, _folder) = node(Arc::new(FakeSupernodes::default()), &[]);
     let status = |method, target: &str| ask(&node, method, target).status;
