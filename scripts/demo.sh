@@ -81,6 +81,15 @@ echo "== building the release binary: cargo build --release"
 echo "   (about a minute on a fresh checkout, where every crate is compiled and optimized; seconds after)"
 cargo build --release 2>&1 | show_progress || die "cargo build --release failed (its output is above)"
 
+# A file node2 and node3 both hold, of 64 pieces (their configs set PIECE_SIZE=16384): the tour
+# downloads it from both at once. Made here, not kept in git (.gitignore).
+python3 -c '
+data = bytes((i * 7 + i // 251) % 256 for i in range(1 << 20))
+for node in ("node2", "node3"):
+    with open(f"resources/{node}/shared_1MiB.bin", "wb") as f:
+        f.write(data)
+' || die "cannot write resources/node2/shared_1MiB.bin and resources/node3/shared_1MiB.bin"
+
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/superpeer-demo.XXXX")
 WORK="$LOG_DIR/.http"
 mkdir -p "$WORK"
@@ -188,6 +197,7 @@ ID_NODE3=$(id_of resources/node3/resource_g7XqMu)
 ID_SHARED=$(id_of resources/node2/resource_sH4r3d)
 [[ "$ID_SHARED" == "$(id_of resources/node3/resource_sH4r3d)" ]] ||
     die "resources/node2/resource_sH4r3d and resources/node3/resource_sH4r3d must have the same content"
+ID_BIG=$(id_of resources/node2/shared_1MiB.bin)
 ID_UNKNOWN=$(printf 'a file nobody has' | sha256sum | cut -d' ' -f1)
 ID_NOBODY=ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
 
@@ -315,6 +325,45 @@ echo "\$ superpeer get g7xq --via http://$HOST:8000 -o got"
 "$BIN" get g7xq --via "http://$HOST:8000" -o "$WORK/got" >/dev/null || fail "superpeer get failed"
 [[ "$(id_of "$WORK/got")" == "$ID_NODE3" ]] || fail "superpeer get kept a file that is not the id"
 echo "   saved; its SHA-256 is $ID_NODE3"
+
+# pieces_sent PORT: how many pieces (206 answers) the node on PORT has sent.
+pieces_sent() {
+    curl -s --max-time 10 "http://$HOST:$1/metrics" |
+        awk '/^superpeer_http_requests_total\{route="\/api\/node\/resources\/\{id\}\/content",status="206"\}/ { n = $2 } END { print n + 0 }'
+}
+
+step "superpeer get of a file node2 and node3 both hold, through supernode1" \
+    "Pieces from both at once, two connections each, every piece checked against its SHA-256."
+echo "\$ curl -s $N2/resources/$ID_BIG/pieces   # the piece list (first lines)"
+curl -s --max-time 10 "$N2/resources/$ID_BIG/pieces" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["data"]
+print("   size %d, piece_size %d, %d pieces: %s, %s, ..." % (d["size"], d["piece_size"], len(d["pieces"]), d["pieces"][0][:16], d["pieces"][1][:16]))' ||
+    fail "node2 gave no piece list"
+before2=$(pieces_sent 8001)
+before3=$(pieces_sent 8002)
+echo "\$ superpeer get $ID_BIG --via http://$HOST:5000 -o big"
+"$BIN" get "$ID_BIG" --via "http://$HOST:5000" -o "$WORK/big" >/dev/null || fail "superpeer get failed"
+[[ "$(id_of "$WORK/big")" == "$ID_BIG" ]] || fail "superpeer get kept a file that is not the id"
+sent2=$(($(pieces_sent 8001) - before2))
+sent3=$(($(pieces_sent 8002) - before3))
+echo "   node2 sent $sent2 pieces, node3 $sent3; the whole file's SHA-256 is the id"
+((sent2 > 0 && sent3 > 0)) || fail "both holders should have sent pieces (node2 $sent2, node3 $sent3)"
+
+step "the same file with aria2c, from a Metalink document" \
+    "Every holder's URL, the size, the SHA-256 and the piece hashes, for standard download tools."
+url="$S1/search/$ID_BIG/metalink"
+echo "\$ curl -s $url | head -n 8"
+curl -s --max-time 10 "$url" | head -n 8 || fail "supernode1 gave no Metalink document"
+if command -v aria2c >/dev/null 2>&1; then
+    echo "\$ aria2c $url"
+    # Saved under the document's name, in a folder of its own.
+    aria2c --no-conf --quiet --dir "$WORK/aria2" "$url" || fail "aria2c failed"
+    [[ "$(id_of "$WORK/aria2/shared_1MiB.bin")" == "$ID_BIG" ]] || fail "aria2c's file is not the id"
+    echo "   saved as shared_1MiB.bin, every piece checked by aria2c; its SHA-256 is the id"
+else
+    echo "   (aria2c is not installed: apt-get install aria2, then aria2c $url)"
+fi
 
 step "the live nodes of supernode1" \
     "The nodes registered with supernode1 that answer its health checks."
