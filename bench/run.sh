@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# bench/run.sh (make bench): installs what the measurements need (wrk, nginx, openssl, curl, ss
-# through apt-get; the musl Rust target through rustup), builds the bench tool and hands over
-# to it. `sp-bench run` (bench/tools) builds superpeer, starts everything on 127.0.0.1, runs the
+# bench/run.sh (make bench): installs what the measurements need (wrk, nginx, openssl, curl, ss,
+# tc and aria2c through apt-get; the musl Rust target through rustup), builds the bench tool and
+# hands over to it. `sp-bench run` (bench/tools) builds superpeer, starts everything on 127.0.0.1, runs the
 # measurements, writes bench/results.md and stops every process it started: bench/README.md.
 #
 # Arguments and environment go to `sp-bench run`: BENCH_ONLY="2 2k" (or --only "2 2k"),
-# BENCH_WRK_SECONDS (5), BENCH_RUNS (3), BENCH_BUDGET_SECONDS (540), BENCH_STRICT=1,
+# BENCH_WRK_SECONDS (5), BENCH_RUNS (3), BENCH_BUDGET_SECONDS (720), BENCH_STRICT=1,
 # BENCH_KEEP_DATA=0; `bash bench/run.sh --help` lists them, `--list` the measurements.
 set -uo pipefail
 
@@ -26,7 +26,8 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+{ command -v ss && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
+command -v aria2c >/dev/null 2>&1 || missing+=(aria2)
 if ((${#missing[@]})); then
     say "installing ${missing[*]} (apt-get)"
     bash scripts/apt-install.sh "${missing[@]}" >"$SETUP/apt.log" 2>&1 ||

@@ -30,7 +30,7 @@ const USAGE: &str = "usage: sp-bench run [--only \"1 2k 15\"] [--wrk-seconds N] 
                     [--budget-seconds N] [--strict] [--keep-data 0|1] [--root DIR] [--list]
 
 Every option has an environment variable, read first: BENCH_ONLY, BENCH_WRK_SECONDS (5),
-BENCH_RUNS (3), BENCH_BUDGET_SECONDS (540), BENCH_STRICT (0), BENCH_KEEP_DATA (1).
+BENCH_RUNS (3), BENCH_BUDGET_SECONDS (720), BENCH_STRICT (0), BENCH_KEEP_DATA (1).
 --only takes measurement keys or row numbers (\"2k\", \"15\", \"15c\", \"14\"); its table goes to
 bench/logs/results.md, so bench/results.md keeps the last whole run. --list lists them.";
 
@@ -40,7 +40,7 @@ impl Settings {
         let mut only = env("BENCH_ONLY").unwrap_or_default();
         let mut wrk_seconds = env("BENCH_WRK_SECONDS").unwrap_or_else(|| "5".into());
         let mut runs = env("BENCH_RUNS").unwrap_or_else(|| "3".into());
-        let mut budget = env("BENCH_BUDGET_SECONDS").unwrap_or_else(|| "540".into());
+        let mut budget = env("BENCH_BUDGET_SECONDS").unwrap_or_else(|| "720".into());
         let mut strict = env("BENCH_STRICT").is_some_and(|v| v == "1");
         let mut keep_data = env("BENCH_KEEP_DATA").is_none_or(|v| v != "0");
         let mut root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
@@ -188,6 +188,7 @@ pub const MEASURES: &[Measure] = &[
     m("12",       "idle memory and binary size",                           &["12"],                       &[Static, Small],  Bench::m12_idle),
     m("15",       "2, 8 and 32 supernodes: searches and their datagrams",  &["2g", "15a", "15b", "15c", "15d"], &[Row2], Bench::m15_scale),
     m("16",       "index summaries of 1,000,000 ids",                      &["16a", "16b"],               &[],               Bench::m16_summaries),
+    m("17",       "a 256 MiB file from 3 holders at once",                 &["17a", "17b"],               &[],               Bench::m17_swarm),
 ];
 
 /// The measurements `only` asks for (all when empty), with rows 2 and 3 added when a

@@ -1,13 +1,14 @@
 //! The measurements, each against a reference measured in the same run: rows 1-5 (searches,
 //! [`search`]), 6, 7, 10 and 14 (a million entries, [`million`]), 8, 9, 11, 12 and 13 (nodes,
-//! memory, the liveness sweep, [`nodes`]), 15 (many supernodes, [`scale`]) and 16 (index
-//! summaries, [`summaries`]).
+//! memory, the liveness sweep, [`nodes`]), 15 (many supernodes, [`scale`]), 16 (index
+//! summaries, [`summaries`]) and 17 (downloads from every holder, [`swarm`]).
 
 mod million;
 mod nodes;
 mod scale;
 mod search;
 mod summaries;
+mod swarm;
 
 use crate::client::{self, LatencyArgs};
 use crate::driver::{Bench, HOST};
