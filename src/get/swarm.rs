@@ -81,6 +81,13 @@ struct State {
     suspect: bool,
     /// A fatal error (the part file could not be written).
     fatal: Option<String>,
+    /// The whole file's hash, taken in order as the pieces are done: the next piece to take,
+    /// whether a replaced list undid a piece already taken (it starts over), the hash once
+    /// every piece is taken, and whether the download is over (the hashing thread ends).
+    whole_next: usize,
+    whole_restart: bool,
+    whole: Option<Result<ResourceId, String>>,
+    over: bool,
 }
 
 struct Shared {
@@ -122,6 +129,10 @@ impl State {
             fetched_again: 0,
             suspect: false,
             fatal: None,
+            whole_next: 0,
+            whole_restart: false,
+            whole: None,
+            over: false,
         }
     }
 
@@ -222,6 +233,10 @@ pub fn download(
     }
     let resumed = shared.lock().done_bytes;
     progress.started = Instant::now();
+    let hashing = shared.clone();
+    std::thread::spawn(move || hash_in_order(&hashing));
+    // However this ends, the hashing thread ends with it.
+    let _over = Over(&shared);
     loop {
         start_connections(&shared);
         let mut state = shared.lock();
@@ -270,8 +285,18 @@ pub fn download(
         let (total, in_use) = (state.list.size, state.in_use());
         drop(state);
         progress.update_swarm(total, total, resumed, in_use);
-        let got = whole_hash(&shared.file).map_err(|e| format!("{}: {e}", shown(part)))?;
+        let got = whole_hash(&shared).map_err(|e| format!("{}: {e}", shown(part)))?;
         if got == swarm.id {
+            if progress.shown {
+                // On a terminal, what went wrong on the way.
+                let state = shared.lock();
+                for failure in state.failures() {
+                    eprintln!("  dropped {failure}");
+                }
+                if state.fetched_again > 0 {
+                    eprintln!("  {} piece(s) fetched more than once", state.fetched_again);
+                }
+            }
             return Ok(());
         }
         let why = format!("every piece matched its list and the whole hashes to {got}");
@@ -375,10 +400,12 @@ fn connection(shared: &Shared, holder: usize) {
                 let written = shared.file.write_all_at(&buffer, start);
                 state = shared.lock();
                 match written {
-                    Ok(()) => {
+                    // Unless a list that came meanwhile says otherwise.
+                    Ok(()) if hash == state.list.pieces[piece] => {
                         state.mark_done(piece);
                         state.holders[holder].pieces += 1;
                     }
+                    Ok(()) => {}
                     Err(e) => state.fatal = Some(format!("writing piece {piece}: {e}")),
                 }
             }
@@ -483,6 +510,10 @@ fn replace_list(shared: &Shared, agent: &ureq::Agent, why: &str) -> Result<(), S
         let liar = state.holders[from].location.clone();
         for piece in 0..list.pieces.len() {
             if list.pieces[piece] != old.pieces[piece] {
+                if piece < state.whole_next {
+                    state.whole_restart = true;
+                    state.whole = None;
+                }
                 if state.done[piece] {
                     state.done[piece] = false;
                     state.done_count -= 1;
@@ -512,21 +543,76 @@ fn replace_list(shared: &Shared, agent: &ureq::Agent, why: &str) -> Result<(), S
     ))
 }
 
-/// The SHA-256 of the whole part file.
-fn whole_hash(file: &File) -> std::io::Result<ResourceId> {
+/// Sets the download over when dropped, so the hashing thread ends.
+struct Over<'a>(&'a Shared);
+
+impl Drop for Over<'_> {
+    fn drop(&mut self) {
+        self.0.lock().over = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// The whole part file's SHA-256, once every piece is done and the hashing thread took them.
+fn whole_hash(shared: &Shared) -> Result<ResourceId, String> {
+    let mut state = shared.lock();
+    loop {
+        if let Some(whole) = state.whole.clone() {
+            return whole;
+        }
+        state = shared
+            .changed
+            .wait_timeout(state, Duration::from_millis(100))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// The hashing thread: hashes the part file's pieces in order as they are done (read back
+/// from the page cache), so the whole file's hash is ready soon after its last piece instead
+/// of a whole read later; starts over when a replaced list undid a piece it took.
+fn hash_in_order(shared: &Shared) {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut at = 0;
+    let mut buffer = Vec::new();
     loop {
-        let n = file.read_at(&mut buffer, at)?;
-        if n == 0 {
-            break;
+        let (start, len) = {
+            let mut state = shared.lock();
+            loop {
+                if state.over {
+                    return;
+                }
+                if state.whole_restart {
+                    state.whole_restart = false;
+                    state.whole_next = 0;
+                    state.whole = None;
+                    hasher = sha2::Sha256::new();
+                }
+                let next = state.whole_next;
+                if next == state.done.len() {
+                    if state.whole.is_none() {
+                        state.whole = Some(Ok(ResourceId(hasher.clone().finalize().into())));
+                        shared.changed.notify_all();
+                    }
+                } else if state.done[next] {
+                    state.whole_next += 1;
+                    break state.list.span(next);
+                }
+                state = shared
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(100))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        };
+        buffer.resize(len as usize, 0);
+        if let Err(e) = shared.file.read_exact_at(&mut buffer, start) {
+            shared.lock().whole = Some(Err(format!("reading it back: {e}")));
+            shared.changed.notify_all();
+            return;
         }
-        hasher.update(&buffer[..n]);
-        at += n as u64;
+        hasher.update(&buffer);
     }
-    Ok(ResourceId(hasher.finalize().into()))
 }
 
 #[cfg(test)]
