@@ -6,7 +6,7 @@
 //! instances' logs stay captured, and are shown for a failed test only), and fails with them.
 //!
 //! - `lab::open::*` and `lab::keyed::*`: the seed's demonstration across three hosts, the
-//!   five fault drills, and two sites joined by a router (`tests/lab/drills.rs`, on the lab
+//!   five fault drills, two sites joined by a router, and a download from three holders (`tests/lab/drills.rs`, on the lab
 //!   of `tests/lab/harness.rs`), each on a fresh lab of its own, without a cluster key and
 //!   with a fresh one for every instance.
 //! - the attacker host and the graceful stop, below, in a keyed lab of four hosts.
@@ -48,6 +48,7 @@ open_and_keyed! {
     drill_4_searches_survive_20_percent_multicast_loss => drill_4,
     drill_5_a_too_big_group_size_still_ends_searches_in_time => drill_5,
     drill_6_two_sites_joined_by_peers_across_a_router => drill_6,
+    drill_7_a_download_from_three_holders_outlives_one => drill_7,
 }
 
 use std::collections::BTreeMap;

@@ -438,7 +438,7 @@ fn fresh_key() -> Folder {
 }
 
 /// `http://192.168.35.10:5000/api/supernode`: host-1's supernode on `port`.
-fn supernode_api(port: u16) -> String {
+pub fn supernode_api(port: u16) -> String {
     format!("http://{}:{port}/api/supernode", Lan::ip(1))
 }
 
@@ -469,6 +469,11 @@ impl Lab {
             procs: BTreeMap::new(),
             lan: lan(),
         }
+    }
+
+    /// Limits what host `h` sends to `mbit` Mbit/s (tc).
+    pub fn limit_uplink(&self, h: usize, mbit: u32) {
+        self.lan.limit_uplink(h, mbit);
     }
 
     /// Cuts the router off site A, or connects it again (two-site labs).

@@ -61,6 +61,18 @@ impl Lan {
         self.0.on(h, f).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Limits what host `h` sends to `mbit` Mbit/s (`tc qdisc add dev eth0 root tbf`).
+    pub fn limit_uplink(&self, h: usize, mbit: u32) {
+        let rate = format!("{mbit}mbit");
+        let tbf = [
+            "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", &rate, "burst", "64kb",
+            "latency", "100ms",
+        ];
+        if let Err(e) = self.0.exec(h, &tbf, None) {
+            panic!("tc in host-{h}: {e}");
+        }
+    }
+
     /// Runs `nft -f -` with `script` inside host `h`'s namespace; panics with nft's error.
     pub fn nft(&self, h: usize, script: &str) {
         if let Err(e) = self.0.exec(h, &["nft", "-f", "-"], Some(script)) {
