@@ -206,20 +206,9 @@ fn answer(mut stream: TcpStream, info: &str, serve: &Serve) {
     let limit = Some(Duration::from_secs(30));
     stream.set_read_timeout(limit).unwrap();
     stream.set_write_timeout(limit).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let path = head
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let Some((head, path)) = read_request_head(&mut stream) else {
+        return;
+    };
     let range: Option<usize> = head.lines().find_map(|line| {
         line.strip_prefix("range: bytes=")?
             .trim()

@@ -82,20 +82,9 @@ fn answer(mut stream: TcpStream, served: &[u8], list: &str, asked: &AtomicUsize,
     let limit = Some(Duration::from_secs(30));
     stream.set_read_timeout(limit).unwrap();
     loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match stream.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
-        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let path = head
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
+        let Some((head, path)) = read_request_head(&mut stream) else {
+            return;
+        };
         let send = |stream: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",

@@ -37,11 +37,16 @@ struct Found {
 }
 
 fn agent() -> ureq::Agent {
+    agent_within(Duration::from_secs(30), Duration::from_secs(60))
+}
+
+/// An agent for the holders: an answer's head within `head`, its body within `body`.
+fn agent_within(head: Duration, body: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
         // A holder that accepts and never answers must not hold the client forever.
-        .timeout_recv_response(Some(Duration::from_secs(30)))
-        .timeout_recv_body(Some(Duration::from_secs(60)))
+        .timeout_recv_response(Some(head))
+        .timeout_recv_body(Some(body))
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)

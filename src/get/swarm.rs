@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::id::ResourceId;
 use crate::pieces::{PieceList, sha256};
 
-use super::{Progress, content_range, said, shown};
+use super::{Progress, agent_within, content_range, said, shown};
 
 /// Connections to each holder at once.
 const CONNECTIONS_PER_HOLDER: usize = 2;
@@ -225,7 +225,9 @@ pub fn download(
         state: Mutex::new(State::new(list, list_from, holders)),
         changed: Condvar::new(),
         file,
-        agent: piece_agent(),
+        // A piece must come within a deadline of its own: a holder that stalls past it is
+        // dropped and its piece given to another.
+        agent: agent_within(Duration::from_secs(15), Duration::from_secs(30)),
         id: swarm.id,
     });
     if had > 0 {
@@ -302,20 +304,6 @@ pub fn download(
         let why = format!("every piece matched its list and the whole hashes to {got}");
         replace_list(&shared, swarm.agent, &why)?;
     }
-}
-
-/// An agent whose pieces must arrive within a deadline of their own: a holder that
-/// stalls past it is dropped and its piece given to another.
-fn piece_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_recv_response(Some(Duration::from_secs(15)))
-        .timeout_recv_body(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .build()
-        .into()
 }
 
 /// Marks done the pieces an earlier try left right in the part file: each is read and

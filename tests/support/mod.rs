@@ -868,3 +868,23 @@ impl Peer {
         None
     }
 }
+
+/// Reads one request head from `stream` (a fake server's), byte by byte: `(the head in
+/// lowercase, its path)`, or `None` when the client hung up first.
+pub fn read_request_head(stream: &mut std::net::TcpStream) -> Option<(String, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((head, path))
+}
