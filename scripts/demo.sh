@@ -333,7 +333,7 @@ pieces_sent() {
 }
 
 step "superpeer get of a file node2 and node3 both hold, through supernode1" \
-    "Pieces from both at once, two connections each, every piece checked against its SHA-256."
+    "Pieces from both at once, every piece checked against its SHA-256 before it is written."
 echo "\$ curl -s $N2/resources/$ID_BIG/pieces   # the piece list (first lines)"
 curl -s --max-time 10 "$N2/resources/$ID_BIG/pieces" | python3 -c '
 import json, sys

@@ -1,5 +1,5 @@
-//! One file from every holder at once: pieces taken from a shared queue by a few connections
-//! per holder (a faster holder comes back for the next piece sooner, so it takes more), each
+//! One file from every holder at once: pieces taken from a shared queue by a connection to
+//! each holder (a faster holder comes back for the next piece sooner, so it takes more), each
 //! piece checked against the piece list before it is written at its offset in the `.part`
 //! file, and the whole file checked against the id at the end.
 //!
@@ -28,8 +28,10 @@ use crate::pieces::{PieceList, sha256};
 
 use super::{Progress, agent_within, content_range, said, shown};
 
-/// Connections to each holder at once.
-const CONNECTIONS_PER_HOLDER: usize = 2;
+/// Connections to each holder at once. One: on a LAN a holder's uplink is what limits, and
+/// a second connection gained nothing there (bench row 17a) while it cost 16% on loopback,
+/// where the client's CPU limits (17b).
+const CONNECTIONS_PER_HOLDER: usize = 1;
 /// Holders used at once.
 const MAX_HOLDERS: usize = 8;
 /// A piece in flight this long, when nothing else is left, is asked of another holder too.
@@ -67,7 +69,10 @@ struct State {
     /// The holder the list came from.
     list_from: usize,
     done: Vec<bool>,
+    /// The pieces to fetch, in order, and whether each is in it (a file of a million pieces
+    /// must not search it).
     queue: VecDeque<usize>,
+    queued: Vec<bool>,
     /// For each piece, who fetches it now and since when.
     fetching: Vec<Vec<(usize, Instant)>>,
     /// For each piece, the holders whose bytes for it did not match the list.
@@ -112,6 +117,7 @@ impl State {
             list_from,
             done: vec![false; count],
             queue: (0..count).collect(),
+            queued: vec![true; count],
             fetching: vec![Vec::new(); count],
             bad: vec![Vec::new(); count],
             holders: holders
@@ -165,6 +171,7 @@ impl State {
             .position(|&p| !self.done[p] && !self.bad[p].contains(&holder));
         if let Some(at) = free {
             let piece = self.queue.remove(at)?;
+            self.queued[piece] = false;
             self.fetching[piece].push((holder, now));
             return Some(piece);
         }
@@ -183,8 +190,20 @@ impl State {
     /// `holder` no longer fetches `piece`; back to the queue unless it is done or fetched.
     fn release(&mut self, piece: usize, holder: usize) {
         self.fetching[piece].retain(|&(h, _)| h != holder);
-        if !self.done[piece] && self.fetching[piece].is_empty() && !self.queue.contains(&piece) {
-            self.queue.push_front(piece);
+        if !self.done[piece] && self.fetching[piece].is_empty() {
+            self.enqueue(piece, true);
+        }
+    }
+
+    /// `piece` into the queue, first in line or last, unless it is there.
+    fn enqueue(&mut self, piece: usize, first: bool) {
+        if !self.queued[piece] {
+            self.queued[piece] = true;
+            if first {
+                self.queue.push_front(piece);
+            } else {
+                self.queue.push_back(piece);
+            }
         }
     }
 
@@ -292,6 +311,9 @@ pub fn download(
             if progress.shown {
                 // On a terminal, what went wrong on the way.
                 let state = shared.lock();
+                for holder in state.holders.iter().filter(|h| h.pieces > 0) {
+                    eprintln!("  {} sent {} piece(s)", holder.location, holder.pieces);
+                }
                 for failure in state.failures() {
                     eprintln!("  dropped {failure}");
                 }
@@ -324,8 +346,16 @@ fn resume(shared: &Shared) -> std::io::Result<()> {
     for piece in right {
         state.mark_done(piece);
     }
-    let State { queue, done, .. } = &mut *state;
+    let State {
+        queue,
+        queued,
+        done,
+        ..
+    } = &mut *state;
     queue.retain(|&p| !done[p]);
+    for (queued, done) in queued.iter_mut().zip(done.iter()) {
+        *queued &= !done;
+    }
     Ok(())
 }
 
@@ -508,9 +538,7 @@ fn replace_list(shared: &Shared, agent: &ureq::Agent, why: &str) -> Result<(), S
                     state.done_bytes -= list.span(piece).1;
                 }
                 state.bad[piece].clear();
-                if !state.queue.contains(&piece) {
-                    state.queue.push_back(piece);
-                }
+                state.enqueue(piece, false);
             }
         }
         for h in &mut state.holders {
