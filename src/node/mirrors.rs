@@ -1,9 +1,11 @@
-//! The other holders of the files this node serves, for the `Link: <url>; rel=duplicate`
-//! header of its downloads (RFC 6249), so any client can find mirrors of what it downloads.
+//! Every holder of the files this node serves, as the supernode last named them: for the
+//! `Link: <url>; rel=duplicate` header of its downloads (RFC 6249), so any client can find
+//! mirrors of what it downloads, and for the Metalink documents and `?all=true` answers.
 //!
 //! A download never waits for them: the first download of a file asks the supernode for every
 //! holder on a thread of its own and goes out without the header; the downloads after it,
-//! for a minute, carry what came back.
+//! for a minute, carry what came back. A Metalink document waits (it is a list of holders),
+//! and what it got serves the downloads too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,13 +26,14 @@ const MAX_LINKS: usize = 8;
 /// Files waiting to be looked up; a download past it goes without asking.
 const MAX_WAITING: usize = 64;
 
-/// What is known of each file's holders: when they were asked for, and what came (nothing
-/// yet while the question is on its way).
-type Known = HashMap<ResourceId, (Instant, Arc<[String]>)>;
+/// What is known of each file's holders: when they were asked for, and what came (`None`
+/// while the first question is on its way).
+type Known = HashMap<ResourceId, (Instant, Option<Arc<[String]>>)>;
 
 pub struct Mirrors {
     known: Arc<Mutex<Known>>,
     asks: Sender<ResourceId>,
+    supernodes: Arc<dyn Supernodes>,
 }
 
 impl Mirrors {
@@ -38,22 +41,40 @@ impl Mirrors {
     pub fn start(supernodes: Arc<dyn Supernodes>) -> Mirrors {
         let known: Arc<Mutex<Known>> = Arc::default();
         let (asks, questions) = bounded::<ResourceId>(MAX_WAITING);
-        let filled = known.clone();
+        let (filled, asking) = (known.clone(), supernodes.clone());
         let started = thread::Builder::new()
             .name("mirrors".into())
             .spawn(move || {
                 for id in questions {
-                    let holders = match supernodes.search_all(id) {
-                        Ok(Some(found)) => found.every_location().locations,
-                        _ => Vec::new(),
-                    };
-                    lock(&filled).insert(id, (Instant::now(), holders.into()));
+                    let holders = ask(asking.as_ref(), id);
+                    lock(&filled).insert(id, (Instant::now(), Some(holders)));
                 }
             });
         if let Err(e) = started {
             log::warn!("no Link headers on downloads: cannot start their thread: {e}");
         }
-        Mirrors { known, asks }
+        Mirrors {
+            known,
+            asks,
+            supernodes,
+        }
+    }
+
+    /// Every holder of `id`: as named within the last minute, else asked now (and kept).
+    pub fn every_holder(&self, id: ResourceId) -> Arc<[String]> {
+        let now = Instant::now();
+        if let Some((asked, Some(holders))) = lock(&self.known).get(&id)
+            && now.duration_since(*asked) < FRESH
+        {
+            return holders.clone();
+        }
+        let holders = ask(self.supernodes.as_ref(), id);
+        let mut known = lock(&self.known);
+        if known.len() >= MAX_FILES {
+            known.clear();
+        }
+        known.insert(id, (now, Some(holders.clone())));
+        holders
     }
 
     /// The `Link` header for a download of `id` from `me`: the other holders known, or `None`
@@ -70,12 +91,12 @@ impl Mirrors {
                 if known.len() >= MAX_FILES {
                     known.clear();
                 }
-                let so_far = entry.as_ref().map_or_else(Arc::default, |e| e.1.clone());
+                let so_far = entry.as_ref().and_then(|e| e.1.clone());
                 // Asked now: no second question until this one is a minute old.
                 known.insert(id, (now, so_far));
                 let _ = self.asks.try_send(id);
             }
-            entry?.1
+            entry?.1?
         };
         let links: Vec<String> = holders
             .iter()
@@ -87,6 +108,14 @@ impl Mirrors {
             })
             .collect();
         (!links.is_empty()).then(|| links.join(", "))
+    }
+}
+
+/// Every holder of `id` the supernode names; none when it cannot say.
+fn ask(supernodes: &dyn Supernodes, id: ResourceId) -> Arc<[String]> {
+    match supernodes.search_all(id) {
+        Ok(Some(found)) => found.every_location().locations.into(),
+        _ => Arc::default(),
     }
 }
 

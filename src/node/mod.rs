@@ -78,7 +78,8 @@ pub struct NodeService {
     metrics: Metrics,
     /// For the holders' health checks before a redirect.
     holders: ureq::Agent,
-    /// The other holders of what it serves, for the downloads' `Link` headers.
+    /// Every holder of what it serves, for the downloads' `Link` headers, the Metalink
+    /// documents and `?all=true`.
     mirrors: Mirrors,
     started: std::time::Instant,
     /// The name and location it registers under, known once it listens.
@@ -309,7 +310,8 @@ impl NodeService {
         }
     }
 
-    /// This node, then every other holder of `id` the group knows (none when it cannot say).
+    /// This node, then every other holder of `id` the group knows (none when it cannot say;
+    /// as named within the last minute).
     fn every_holder_with_me(&self, id: ResourceId) -> Vec<String> {
         let mut locations: Vec<String> = self
             .identity
@@ -317,11 +319,9 @@ impl NodeService {
             .map(|i| i.1.clone())
             .into_iter()
             .collect();
-        if let Ok(Some(every)) = self.supernodes.search_all(id) {
-            for location in every.every_location().locations {
-                if !locations.contains(&location) {
-                    locations.push(location);
-                }
+        for location in self.mirrors.every_holder(id).iter() {
+            if !locations.contains(location) {
+                locations.push(location.clone());
             }
         }
         locations
