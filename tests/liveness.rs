@@ -76,6 +76,9 @@ fn a_restarted_supernode_learns_its_nodes_again() {
     let id = sha256(b"survives a supernode restart\n");
     let node = Launch::node("node", &folder.path, &[&supernode.url()]).start();
     wait_registered(&supernode, &[&node]);
+    // The node has had the answer too: killed before it, the supernode would leave the node
+    // retrying its first registration rather than registering again after a 404.
+    node.wait_log("registered 127.0.0.1", Duration::from_secs(10));
 
     supernode.kill();
     let supernode = Launch::supernode("super-again", &group, 1)
