@@ -16,7 +16,6 @@
 //! holders. Once the queue is empty, an idle connection takes a piece in flight for far longer
 //! than pieces take (the endgame), and the first copy to arrive is kept.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -27,6 +26,12 @@ use crate::id::ResourceId;
 use crate::pieces::{PieceList, sha256};
 
 use super::{Progress, agent_within, content_range, said, shown};
+
+mod state;
+mod whole;
+
+use state::State;
+use whole::{Over, hash_in_order, whole_hash};
 
 /// Connections to each holder at once. One: on a LAN a holder's uplink is what limits, and
 /// a second connection gained nothing there (bench row 17a) while it cost 16% on loopback,
@@ -51,50 +56,8 @@ pub fn piece_list(agent: &ureq::Agent, holder: &str, id: ResourceId) -> Result<P
     crate::pieces::fetch(agent, holder, id, 64 << 20).map_err(said)
 }
 
-/// One holder, as the swarm sees it.
-struct Holder {
-    location: String,
-    /// Why it is no longer asked, once it is not.
-    dropped: Option<String>,
-    /// Dropped for a piece that did not match: it comes back when the list turns out wrong.
-    dropped_for_bytes: bool,
-    /// Connections running for it.
-    connections: usize,
-    pieces: usize,
-}
-
-/// What every connection and the main thread share, under one lock.
-struct State {
-    list: Arc<PieceList>,
-    /// The holder the list came from.
-    list_from: usize,
-    done: Vec<bool>,
-    /// The pieces to fetch, in order, and whether each is in it (a file of a million pieces
-    /// must not search it).
-    queue: VecDeque<usize>,
-    queued: Vec<bool>,
-    /// For each piece, who fetches it now and since when.
-    fetching: Vec<Vec<(usize, Instant)>>,
-    /// For each piece, the holders whose bytes for it did not match the list.
-    bad: Vec<Vec<usize>>,
-    holders: Vec<Holder>,
-    done_count: usize,
-    done_bytes: u64,
-    /// Pieces that arrived more than once (a bad copy, or the endgame's second copy).
-    fetched_again: usize,
-    /// Set when two holders' bytes for one piece disagree with the list.
-    suspect: bool,
-    /// A fatal error (the part file could not be written).
-    fatal: Option<String>,
-    /// The whole file's hash, taken in order as the pieces are done: the next piece to take,
-    /// whether a replaced list undid a piece already taken (it starts over), the hash once
-    /// every piece is taken, and whether the download is over (the hashing thread ends).
-    whole_next: usize,
-    whole_restart: bool,
-    whole: Option<Result<ResourceId, String>>,
-    over: bool,
-}
-
+/// What the connections, the hashing thread and the main thread share: the state under one
+/// lock, its condition variable (every change is told), the part file and the agent.
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
@@ -106,117 +69,6 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl State {
-    fn new(list: PieceList, list_from: usize, holders: Vec<String>) -> State {
-        let count = list.pieces.len();
-        State {
-            list: Arc::new(list),
-            list_from,
-            done: vec![false; count],
-            queue: (0..count).collect(),
-            queued: vec![true; count],
-            fetching: vec![Vec::new(); count],
-            bad: vec![Vec::new(); count],
-            holders: holders
-                .into_iter()
-                .map(|location| Holder {
-                    location,
-                    dropped: None,
-                    dropped_for_bytes: false,
-                    connections: 0,
-                    pieces: 0,
-                })
-                .collect(),
-            done_count: 0,
-            done_bytes: 0,
-            fetched_again: 0,
-            suspect: false,
-            fatal: None,
-            whole_next: 0,
-            whole_restart: false,
-            whole: None,
-            over: false,
-        }
-    }
-
-    fn all_done(&self) -> bool {
-        self.done_count == self.done.len()
-    }
-
-    fn mark_done(&mut self, piece: usize) {
-        if !self.done[piece] {
-            self.done[piece] = true;
-            self.done_count += 1;
-            self.done_bytes += self.list.span(piece).1;
-        }
-    }
-
-    fn drop_holder(&mut self, holder: usize, why: String, for_bytes: bool) {
-        let h = &mut self.holders[holder];
-        if h.dropped.is_none() {
-            h.dropped = Some(why);
-            h.dropped_for_bytes = for_bytes;
-        }
-    }
-
-    /// The next piece for a connection to `holder`: from the queue, or in the endgame a piece
-    /// another holder has had for long. `None` when there is nothing for it now.
-    fn next_piece(&mut self, holder: usize, now: Instant) -> Option<usize> {
-        let free = self
-            .queue
-            .iter()
-            .position(|&p| !self.done[p] && !self.bad[p].contains(&holder));
-        if let Some(at) = free {
-            let piece = self.queue.remove(at)?;
-            self.queued[piece] = false;
-            self.fetching[piece].push((holder, now));
-            return Some(piece);
-        }
-        let slow = (0..self.done.len()).find(|&p| {
-            !self.done[p]
-                && !self.bad[p].contains(&holder)
-                && self.fetching[p].len() == 1
-                && self.fetching[p]
-                    .iter()
-                    .all(|&(h, since)| h != holder && now.duration_since(since) >= ENDGAME_AFTER)
-        })?;
-        self.fetching[slow].push((holder, now));
-        Some(slow)
-    }
-
-    /// `holder` no longer fetches `piece`; back to the queue unless it is done or fetched.
-    fn release(&mut self, piece: usize, holder: usize) {
-        self.fetching[piece].retain(|&(h, _)| h != holder);
-        if !self.done[piece] && self.fetching[piece].is_empty() {
-            self.enqueue(piece, true);
-        }
-    }
-
-    /// `piece` into the queue, first in line or last, unless it is there.
-    fn enqueue(&mut self, piece: usize, first: bool) {
-        if !self.queued[piece] {
-            self.queued[piece] = true;
-            if first {
-                self.queue.push_front(piece);
-            } else {
-                self.queue.push_back(piece);
-            }
-        }
-    }
-
-    fn in_use(&self) -> usize {
-        self.holders.iter().filter(|h| h.connections > 0).count()
-    }
-
-    /// Why each dropped holder was dropped.
-    fn failures(&self) -> Vec<String> {
-        self.holders
-            .iter()
-            .filter_map(|h| Some(format!("{}: {}", h.location, h.dropped.as_ref()?)))
-            .collect()
     }
 }
 
@@ -557,124 +409,4 @@ fn replace_list(shared: &Shared, agent: &ureq::Agent, why: &str) -> Result<(), S
         "the piece list is wrong ({why}) and no other holder gives another:\n  {}",
         tried.join("\n  ")
     ))
-}
-
-/// Sets the download over when dropped, so the hashing thread ends.
-struct Over<'a>(&'a Shared);
-
-impl Drop for Over<'_> {
-    fn drop(&mut self) {
-        self.0.lock().over = true;
-        self.0.changed.notify_all();
-    }
-}
-
-/// The whole part file's SHA-256, once every piece is done and the hashing thread took them.
-fn whole_hash(shared: &Shared) -> Result<ResourceId, String> {
-    let mut state = shared.lock();
-    loop {
-        if let Some(whole) = state.whole.clone() {
-            return whole;
-        }
-        state = shared
-            .changed
-            .wait_timeout(state, Duration::from_millis(100))
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
-}
-
-/// The hashing thread: hashes the part file's pieces in order as they are done (read back
-/// from the page cache), so the whole file's hash is ready soon after its last piece instead
-/// of a whole read later; starts over when a replaced list undid a piece it took.
-fn hash_in_order(shared: &Shared) {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = Vec::new();
-    loop {
-        let (start, len) = {
-            let mut state = shared.lock();
-            loop {
-                if state.over {
-                    return;
-                }
-                if state.whole_restart {
-                    state.whole_restart = false;
-                    state.whole_next = 0;
-                    state.whole = None;
-                    hasher = sha2::Sha256::new();
-                }
-                let next = state.whole_next;
-                if next == state.done.len() {
-                    if state.whole.is_none() {
-                        state.whole = Some(Ok(ResourceId(hasher.clone().finalize().into())));
-                        shared.changed.notify_all();
-                    }
-                } else if state.done[next] {
-                    state.whole_next += 1;
-                    break state.list.span(next);
-                }
-                state = shared
-                    .changed
-                    .wait_timeout(state, Duration::from_millis(100))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        };
-        buffer.resize(len as usize, 0);
-        if let Err(e) = shared.file.read_exact_at(&mut buffer, start) {
-            shared.lock().whole = Some(Err(format!("reading it back: {e}")));
-            shared.changed.notify_all();
-            return;
-        }
-        hasher.update(&buffer);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(pieces: usize, holders: usize) -> State {
-        let list = PieceList {
-            id: sha256(b"file"),
-            size: pieces as u64 * crate::pieces::MIN_PIECE_SIZE,
-            piece_size: crate::pieces::MIN_PIECE_SIZE,
-            pieces: vec![sha256(b"piece"); pieces],
-        };
-        State::new(list, 0, (0..holders).map(|h| format!("h{h}:1")).collect())
-    }
-
-    #[test]
-    fn pieces_come_from_the_queue_then_from_slow_holders_only() {
-        let mut state = state(2, 2);
-        let t0 = Instant::now();
-        assert_eq!(state.next_piece(0, t0), Some(0));
-        assert_eq!(state.next_piece(0, t0), Some(1));
-        // Nothing queued, and nothing in flight for long: nothing for holder 1 yet.
-        assert_eq!(state.next_piece(1, t0), None);
-        let later = t0 + ENDGAME_AFTER;
-        // Never a second copy from the holder that has it.
-        assert_eq!(state.next_piece(0, later), None);
-        assert_eq!(state.next_piece(1, later), Some(0));
-        // A third copy is not asked for.
-        assert_eq!(state.next_piece(1, later), Some(1));
-        assert_eq!(state.next_piece(1, later + ENDGAME_AFTER), None);
-        state.mark_done(0);
-        state.release(0, 0);
-        state.release(0, 1);
-        assert!(state.queue.is_empty(), "a piece done is not queued again");
-        // A holder that drops a piece it alone had puts it back, first in line.
-        state.release(1, 0);
-        state.release(1, 1);
-        assert_eq!(state.queue, [1]);
-    }
-
-    #[test]
-    fn a_holder_is_not_asked_again_for_a_piece_it_sent_wrong() {
-        let mut state = state(1, 2);
-        state.bad[0].push(0);
-        assert_eq!(state.next_piece(0, Instant::now()), None);
-        assert_eq!(state.next_piece(1, Instant::now()), Some(0));
-    }
 }
