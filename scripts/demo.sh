@@ -354,7 +354,9 @@ step "the same file with aria2c, from a Metalink document" \
     "Every holder's URL, the size, the SHA-256 and the piece hashes, for standard download tools."
 url="$S1/search/$ID_BIG/metalink"
 echo "\$ curl -s $url | head -n 8"
-curl -s --max-time 10 "$url" | head -n 8 || fail "supernode1 gave no Metalink document"
+# Whole into a file first: head closing the pipe early would fail curl's next write.
+curl -s --max-time 10 -o "$WORK/metalink" "$url" || fail "supernode1 gave no Metalink document"
+head -n 8 "$WORK/metalink"
 if command -v aria2c >/dev/null 2>&1; then
     echo "\$ aria2c $url"
     # Saved under the document's name, in a folder of its own.
