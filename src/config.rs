@@ -513,15 +513,29 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         register_retry_max: settings.millis("REGISTER_RETRY_MAX_MS", 5000, 10, MAX_MS)?,
         supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1, HOUR_MS)?,
         rescan: settings.millis("RESCAN_MS", 10_000, 0, MAX_MS)?,
-        piece_size: settings.number(
-            "PIECE_SIZE",
-            crate::pieces::DEFAULT_PIECE_SIZE,
-            crate::pieces::MIN_PIECE_SIZE,
-            crate::pieces::MAX_PIECE_SIZE,
-        )?,
+        piece_size: piece_size(settings)?,
         cluster_keys: cluster_keys(settings)?,
         http,
     })
+}
+
+/// `PIECE_SIZE`: in bounds, and a multiple of the smallest (so every piece starts on a
+/// SHA-256 block, and the id and the pieces come from one pass over the bytes).
+fn piece_size(settings: &Settings) -> Result<u64, ConfigError> {
+    use crate::pieces::{DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE};
+    let size = settings.number(
+        "PIECE_SIZE",
+        DEFAULT_PIECE_SIZE,
+        MIN_PIECE_SIZE,
+        MAX_PIECE_SIZE,
+    )?;
+    if !size.is_multiple_of(MIN_PIECE_SIZE) {
+        return Err(ConfigError::new(
+            "PIECE_SIZE",
+            format!("{size} is not a multiple of {MIN_PIECE_SIZE} (16 KiB)"),
+        ));
+    }
+    Ok(size)
 }
 
 /// The cluster's keys, from `CLUSTER_KEY` or the file `CLUSTER_KEY_FILE` names (not both).
@@ -713,6 +727,28 @@ mod tests {
         );
         let err = Config::from_settings(&missing, None).unwrap_err();
         assert_eq!(err.key, "RESOURCE_PATH");
+
+        // Pieces are whole multiples of 16 KiB, within bounds.
+        for (value, ok) in [
+            ("16384", true),
+            ("65536", true),
+            ("20000", false),
+            ("0", false),
+        ] {
+            let settings = Settings::from_pairs(
+                vec![
+                    kv("SUPERNODE_ENDPOINT", "http://127.0.0.1:5000/api/supernode"),
+                    kv("RESOURCE_PATH", dir.to_str().unwrap()),
+                    kv("PIECE_SIZE", value),
+                ],
+                vec![],
+            );
+            match Config::from_settings(&settings, Some(Role::Node)) {
+                Ok(Config::Node(config)) => assert!(ok && config.piece_size.to_string() == value),
+                Ok(Config::Supernode(_)) => unreachable!(),
+                Err(e) => assert!(!ok && e.key == "PIECE_SIZE", "{value}: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A node's resources: the files under its folder, each named by the SHA-256 of its content.
 //!
 //! Files are hashed in parallel, one worker per core, each reading in fixed-size chunks (a
-//! file is never read whole into memory). An unreadable file is logged and skipped. A catalog
+//! file is never read whole into memory); the same read gives the file's piece hashes. An unreadable file is logged and skipped. A catalog
 //! is immutable once built, and its JSON listing is serialised once and served as is; a rescan
 //! builds a new one, hashing again only the files whose size or modification time changed.
 
@@ -11,16 +11,14 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
-
-use sha2::{Digest, Sha256};
 
 use crate::api::Held;
 use crate::http::envelope;
 use crate::id::ResourceId;
-use crate::pieces::{PieceList, hash_pieces};
+use crate::pieces::{IdHasher, PieceList};
 
 /// One file of the node.
 #[derive(Debug, Clone)]
@@ -31,8 +29,8 @@ pub struct Resource {
     pub path: PathBuf,
     /// What the file looked like when it was hashed.
     stamp: Stamp,
-    /// Its piece list, once asked for (shared by the clones of this entry).
-    pieces: Arc<Mutex<Option<Arc<PieceList>>>>,
+    /// The hashes of its pieces, from the read that gave its id.
+    pieces: Arc<[ResourceId]>,
 }
 
 impl Resource {
@@ -52,32 +50,6 @@ impl Resource {
     /// Whether `metadata` (of the file as opened now) is still the file that was hashed.
     pub fn unchanged(&self, metadata: &Metadata) -> bool {
         Stamp::of(metadata) == self.stamp
-    }
-
-    /// Its piece list in pieces of `piece_size` bytes, hashed at the first call (others wait
-    /// for that one) from the file as it was hashed: an error when it changed since.
-    pub fn pieces(&self, piece_size: u64) -> io::Result<Arc<PieceList>> {
-        let mut cached = self.pieces.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(list) = &*cached {
-            return Ok(list.clone());
-        }
-        let changed = || io::Error::other("the file changed since it was hashed");
-        let file = File::open(&self.path)?;
-        if !self.unchanged(&file.metadata()?) {
-            return Err(changed());
-        }
-        let pieces = hash_pieces(&file, self.size(), piece_size)?;
-        if !self.unchanged(&file.metadata()?) {
-            return Err(changed());
-        }
-        let list = Arc::new(PieceList {
-            id: self.id,
-            size: self.size(),
-            piece_size,
-            pieces,
-        });
-        *cached = Some(list.clone());
-        Ok(list)
     }
 
     /// [`Resource::unchanged`] to carry along (a download checks again before its end).
@@ -116,22 +88,31 @@ pub struct Catalog {
     resources: Vec<Resource>,
     by_id: HashMap<ResourceId, usize>,
     listing: Arc<[u8]>,
+    /// The size of the pieces hashed.
+    piece_size: u64,
     /// Every file hashed (duplicates included), for the next rescan.
-    stamps: HashMap<PathBuf, (Stamp, ResourceId)>,
+    hashed: HashMap<PathBuf, Hashed>,
     /// Files that could not be read, so a rescan warns about each only once.
     unreadable: HashSet<PathBuf>,
 }
 
 impl Catalog {
-    fn new(mut found: Vec<(Resource, Stamp)>, unreadable: HashSet<PathBuf>) -> Catalog {
-        found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        let stamps = found
+    fn new(mut found: Vec<Resource>, unreadable: HashSet<PathBuf>, piece_size: u64) -> Catalog {
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        let hashed = found
             .iter()
-            .map(|(r, stamp)| (r.path.clone(), (*stamp, r.id)))
+            .map(|r| {
+                let hashed = Hashed {
+                    stamp: r.stamp,
+                    id: r.id,
+                    pieces: r.pieces.clone(),
+                };
+                (r.path.clone(), hashed)
+            })
             .collect();
         let mut by_id = HashMap::with_capacity(found.len());
         let mut resources = Vec::with_capacity(found.len());
-        for (resource, _) in found {
+        for resource in found {
             by_id.entry(resource.id).or_insert_with(|| {
                 resources.push(resource);
                 resources.len() - 1
@@ -143,8 +124,24 @@ impl Catalog {
             resources,
             by_id,
             listing,
-            stamps,
+            piece_size,
+            hashed,
             unreadable,
+        }
+    }
+
+    /// The size of its pieces (`PIECE_SIZE`).
+    pub fn piece_size(&self) -> u64 {
+        self.piece_size
+    }
+
+    /// The piece list of `resource`, one of this catalog's.
+    pub fn piece_list(&self, resource: &Resource) -> PieceList {
+        PieceList {
+            id: resource.id,
+            size: resource.size(),
+            piece_size: self.piece_size,
+            pieces: resource.pieces.to_vec(),
         }
     }
 
@@ -176,36 +173,38 @@ impl Catalog {
     }
 }
 
-/// Scans `folder` and hashes every file in it with up to `threads` workers; files unchanged
-/// since `previous` keep their ids without being read. Fails only when the folder itself
-/// cannot be read.
-pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Result<Catalog> {
+/// Scans `folder` and hashes every file in it, and its pieces of `piece_size` bytes (a multiple
+/// of 64), with up to `threads` workers; files unchanged since `previous` keep their hashes
+/// without being read. Fails only when the folder itself cannot be read.
+pub fn scan(
+    folder: &Path,
+    threads: usize,
+    piece_size: u64,
+    previous: Option<&Catalog>,
+) -> io::Result<Catalog> {
+    let previous = previous.filter(|p| p.piece_size == piece_size);
     let mut files = Vec::new();
     let mut outside = Vec::new();
     let root = std::fs::canonicalize(folder)?;
     walk(&root, folder, "", &mut files, &mut outside)?;
     let next = AtomicUsize::new(0);
     let workers = threads.clamp(1, files.len().max(1));
-    let results: Vec<Result<(Resource, Stamp), PathBuf>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Resource, PathBuf>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut buffer = Vec::new();
                     let mut done = Vec::new();
                     while let Some((name, path)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let known = previous.and_then(|p| p.stamps.get(path));
-                        let result = identify(path, known, &mut buffer).map(|(id, stamp)| {
-                            (
-                                Resource {
-                                    id,
-                                    name: name.clone(),
-                                    path: path.clone(),
-                                    stamp,
-                                    pieces: Arc::default(),
-                                },
-                                stamp,
-                            )
-                        });
+                        let known = previous.and_then(|p| p.hashed.get(path));
+                        let result =
+                            identify(path, known, piece_size, &mut buffer).map(|hashed| Resource {
+                                id: hashed.id,
+                                name: name.clone(),
+                                path: path.clone(),
+                                stamp: hashed.stamp,
+                                pieces: hashed.pieces,
+                            });
                         done.push(result.map_err(|e| {
                             if !previous.is_some_and(|p| p.unreadable.contains(path)) {
                                 log::warn!("skipping {}: {e}", path.display());
@@ -241,31 +240,54 @@ pub fn scan(folder: &Path, threads: usize, previous: Option<&Catalog>) -> io::Re
             }
         }
     }
-    Ok(Catalog::new(found, unreadable))
+    Ok(Catalog::new(found, unreadable, piece_size))
 }
 
-/// A file's id and stamp; the id is taken from `known` when the stamp has not changed.
+/// What a read of a file gave.
+#[derive(Debug)]
+struct Hashed {
+    stamp: Stamp,
+    id: ResourceId,
+    pieces: Arc<[ResourceId]>,
+}
+
+/// A file's stamp, id and pieces; taken from `known` when the stamp has not changed.
 fn identify(
     path: &Path,
-    known: Option<&(Stamp, ResourceId)>,
+    known: Option<&Hashed>,
+    piece_size: u64,
     buffer: &mut Vec<u8>,
-) -> io::Result<(ResourceId, Stamp)> {
+) -> io::Result<Hashed> {
     let stamp = Stamp::of(&std::fs::metadata(path)?);
-    if let Some(&(known_stamp, id)) = known
-        && known_stamp == stamp
+    if let Some(known) = known
+        && known.stamp == stamp
     {
-        return Ok((id, stamp));
+        return Ok(Hashed {
+            stamp,
+            id: known.id,
+            pieces: known.pieces.clone(),
+        });
     }
     if buffer.is_empty() {
         buffer.resize(256 << 10, 0);
     }
-    Ok((hash_file(path, buffer)?, stamp))
+    let (id, pieces) = hash_file(path, piece_size, buffer)?;
+    Ok(Hashed {
+        stamp,
+        id,
+        pieces: pieces.into(),
+    })
 }
 
-/// The SHA-256 of a file's content, read in chunks of `buffer`'s size.
-pub fn hash_file(path: &Path, buffer: &mut [u8]) -> io::Result<ResourceId> {
+/// The SHA-256 of a file's content and of each of its pieces of `piece_size` bytes, read once
+/// in chunks of `buffer`'s size.
+pub fn hash_file(
+    path: &Path,
+    piece_size: u64,
+    buffer: &mut [u8],
+) -> io::Result<(ResourceId, Vec<ResourceId>)> {
     let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = IdHasher::new(piece_size);
     loop {
         match file.read(buffer) {
             Ok(0) => break,
@@ -274,7 +296,7 @@ pub fn hash_file(path: &Path, buffer: &mut [u8]) -> io::Result<ResourceId> {
             Err(e) => return Err(e),
         }
     }
-    Ok(ResourceId(hasher.finalize().into()))
+    Ok(hasher.finish())
 }
 
 /// Collects the regular files below `dir` as (name relative to the folder, path). Hidden
@@ -328,7 +350,7 @@ mod tests {
         std::fs::write(dir.join("empty"), b"").unwrap();
         std::fs::write(dir.join("sub/abc"), b"abc").unwrap();
         std::fs::write(dir.join(".hidden"), b"x").unwrap();
-        let catalog = scan(&dir, 2, None).unwrap();
+        let catalog = scan(&dir, 2, 1 << 20, None).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
         let names: Vec<_> = catalog
@@ -346,6 +368,41 @@ mod tests {
                     "sub/abc",
                     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()
                 ),
+            ]
+        );
+    }
+
+    /// A rescan keeps the pieces of an unchanged file without reading it, and hashes a
+    /// rewritten one again, id and pieces from the same read.
+    #[test]
+    fn a_rescan_keeps_or_rehashes_pieces_with_the_id() {
+        let dir = std::env::temp_dir().join(format!("superpeer-pieces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let piece = 16 << 10;
+        std::fs::write(dir.join("same"), vec![1u8; 40_000]).unwrap();
+        std::fs::write(dir.join("changed"), vec![2u8; 40_000]).unwrap();
+        let first = scan(&dir, 1, piece, None).unwrap();
+        std::fs::write(dir.join("changed"), vec![3u8; 20_000]).unwrap();
+        let second = scan(&dir, 1, piece, Some(&first)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let by_name = |catalog: &Catalog, name: &str| {
+            let resource = catalog.iter().find(|r| r.name == name).unwrap();
+            (resource.pieces.clone(), catalog.piece_list(resource))
+        };
+        let (kept, list) = by_name(&second, "same");
+        assert!(
+            Arc::ptr_eq(&kept, &by_name(&first, "same").0),
+            "not read again"
+        );
+        assert_eq!(list.check(list.id), Ok(()));
+        let (_, list) = by_name(&second, "changed");
+        assert_eq!(list.id, crate::pieces::sha256(&[3u8; 20_000]));
+        assert_eq!(
+            list.pieces,
+            [
+                crate::pieces::sha256(&[3u8; 16384]),
+                crate::pieces::sha256(&[3u8; 20_000 - 16384])
             ]
         );
     }

@@ -27,8 +27,7 @@ use crate::id::ResourceId;
 use crate::location::HostPort;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
-use crate::pieces::PieceList;
-use crate::resources::{self, Catalog, Resource};
+use crate::resources::{self, Catalog};
 use crate::shutdown::Shutdown;
 use mirrors::Mirrors;
 
@@ -71,8 +70,6 @@ pub struct NodeService {
     supernodes: Arc<dyn Supernodes>,
     /// `MAX_IDS_PER_REQUEST`.
     max_ids: usize,
-    /// `PIECE_SIZE`.
-    piece_size: u64,
     /// Downloads refused because the file changed since it was hashed, for a throttled log line.
     changed_files: Throttle,
     metrics: Metrics,
@@ -156,7 +153,6 @@ impl NodeService {
             catalog: RwLock::new(catalog),
             supernodes: supernodes.clone(),
             max_ids,
-            piece_size: crate::pieces::DEFAULT_PIECE_SIZE,
             changed_files: Throttle::new(Duration::from_secs(10)),
             metrics: Metrics::new(),
             holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
@@ -164,12 +160,6 @@ impl NodeService {
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
         }
-    }
-
-    /// With pieces of `piece_size` bytes in its piece lists (`PIECE_SIZE`).
-    pub fn with_piece_size(mut self, piece_size: u64) -> NodeService {
-        self.piece_size = piece_size;
-        self
     }
 
     /// The current catalog (a request keeps the one it started with).
@@ -327,20 +317,6 @@ impl NodeService {
         locations
     }
 
-    /// The piece list of `resource`, held here (hashed at the first call).
-    fn piece_list(&self, resource: &Resource) -> Result<Arc<PieceList>, ApiError> {
-        resource.pieces(self.piece_size).map_err(|e| {
-            let id = resource.id;
-            log::warn!(
-                "resource {id} ({}): no piece list: {e}",
-                resource.path.display()
-            );
-            ApiError::Unavailable(format!(
-                "resource {id} cannot be read as it was hashed; it is being looked at again"
-            ))
-        })
-    }
-
     /// `GET resources/<id>/pieces`: the piece list of a file held here, or a 302 to a
     /// holder's.
     fn pieces(&self, id: ResourceId) -> Result<Reply, ApiError> {
@@ -351,7 +327,7 @@ impl NodeService {
         Ok(Reply::data(
             200,
             entity::PIECES,
-            &*self.piece_list(resource)?,
+            &catalog.piece_list(resource),
         ))
     }
 
@@ -362,7 +338,7 @@ impl NodeService {
         let Some(resource) = catalog.get(&id) else {
             return self.resource(id, "/metalink", false);
         };
-        let list = self.piece_list(resource)?;
+        let list = catalog.piece_list(resource);
         let holders = self.every_holder_with_me(id);
         let document = crate::metalink::document(&list, Some(&resource.name), &holders);
         Ok(Reply::typed(
@@ -403,7 +379,7 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
     let started = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let folder = config.resource_path.clone();
-    let catalog = resources::scan(&folder, threads, None)
+    let catalog = resources::scan(&folder, threads, config.piece_size, None)
         .map_err(|e| Error::io(format!("cannot read RESOURCE_PATH {}", folder.display()), e))?;
     log::info!(
         "hashed {} resources in {} in {:.1?}",
@@ -417,10 +393,11 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         config.supernode_timeout,
         config.cluster_keys.clone(),
     ));
-    let service = Arc::new(
-        NodeService::new(catalog.clone(), upstream.clone(), config.http.max_ids)
-            .with_piece_size(config.piece_size),
-    );
+    let service = Arc::new(NodeService::new(
+        catalog.clone(),
+        upstream.clone(),
+        config.http.max_ids,
+    ));
 
     let shutdown = Shutdown::new();
     let http = HttpServer::start(
@@ -493,7 +470,13 @@ impl Rescan {
 
     fn once(&self, announcement: &Announcement) {
         let current = self.service.catalog();
-        let catalog = match resources::scan(&self.folder, self.threads, Some(&current)) {
+        let scanned = resources::scan(
+            &self.folder,
+            self.threads,
+            current.piece_size(),
+            Some(&current),
+        );
+        let catalog = match scanned {
             Ok(catalog) => catalog,
             Err(e) => {
                 log::warn!(

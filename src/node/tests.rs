@@ -86,7 +86,7 @@ impl Drop for Gone {
 
 fn node(supernodes: Arc<FakeSupernodes>, files: &[(&str, &[u8])]) -> (NodeService, Gone) {
     let dir = folder(files);
-    let catalog = resources::scan(&dir, 1, None).unwrap();
+    let catalog = resources::scan(&dir, 1, crate::pieces::MIN_PIECE_SIZE, None).unwrap();
     let service = NodeService::new(Arc::new(catalog), supernodes, 256);
     (service, Gone(dir))
 }
@@ -160,7 +160,6 @@ fn a_node_answers_for_what_it_holds_and_asks_for_the_rest() {
 fn a_node_lists_the_pieces_of_what_it_holds_and_digests_its_downloads() {
     let content: Vec<u8> = (0..40_000u32).map(|i| (i % 249) as u8).collect();
     let (node, _folder) = node(Arc::default(), &[("p.bin", &content)]);
-    let node = node.with_piece_size(crate::pieces::MIN_PIECE_SIZE);
     let id = sha(&content);
     let reply = ask(
         &node,
@@ -172,7 +171,7 @@ fn a_node_lists_the_pieces_of_what_it_holds_and_digests_its_downloads() {
     assert_eq!(list.check(id), Ok(()));
     assert_eq!((list.size, list.pieces.len()), (40_000, 3));
     assert_eq!(list.pieces[1], sha(&content[16384..32768]));
-    // The same list again, from the entry's cache.
+    // The same list again, from the catalog.
     let again = ask(
         &node,
         Method::Get,

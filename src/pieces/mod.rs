@@ -2,17 +2,18 @@
 //! a download from several holders can check every piece as it arrives instead of the whole
 //! file at its end (BitTorrent's pieces, aria2's Metalink piece hashes).
 //!
-//! A node hashes a file's pieces the first time someone asks for its list, not while it scans
-//! its folder: the scan reads each byte once for the id at the speed of one SHA-256, and a
-//! second SHA-256 over the same bytes would double its CPU time (bench row 8) for lists that
-//! most files never need. The list is kept with the file's entry afterwards.
+//! A node hashes a file's pieces in the same read that gives its id ([`IdHasher`]), and keeps
+//! the list with the file's entry.
 
-use std::io::{self, Read};
+mod hasher;
+#[cfg(target_arch = "x86_64")]
+mod sha_ni;
 
 use sha2::{Digest, Sha256};
 
 pub use crate::api::PieceList;
 use crate::id::ResourceId;
+pub use hasher::IdHasher;
 
 /// `PIECE_SIZE`'s default: 1 MiB, BitTorrent's and aria2's usual size for files of this size.
 pub const DEFAULT_PIECE_SIZE: u64 = 1 << 20;
@@ -93,39 +94,6 @@ pub fn sha256(bytes: &[u8]) -> ResourceId {
     ResourceId(Sha256::digest(bytes).into())
 }
 
-/// The hashes of the pieces of the `size` bytes `reader` gives, `piece_size` bytes each; an
-/// error when it gives fewer (the file was cut short).
-pub fn hash_pieces(
-    mut reader: impl Read,
-    size: u64,
-    piece_size: u64,
-) -> io::Result<Vec<ResourceId>> {
-    let count = PieceList::count(size, piece_size);
-    let mut pieces = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    let mut buffer = vec![0u8; (256 << 10).min(piece_size as usize)];
-    let mut left = size;
-    while left > 0 {
-        let mut hasher = Sha256::new();
-        let mut piece_left = piece_size.min(left);
-        left -= piece_left;
-        while piece_left > 0 {
-            let want = buffer
-                .len()
-                .min(usize::try_from(piece_left).unwrap_or(usize::MAX));
-            let n = match reader.read(&mut buffer[..want]) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buffer[..n]);
-            piece_left -= n as u64;
-        }
-        pieces.push(ResourceId(hasher.finalize().into()));
-    }
-    Ok(pieces)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,22 +102,23 @@ mod tests {
     fn pieces_cover_the_file_and_the_last_is_shorter() {
         let bytes: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
         let piece_size = MIN_PIECE_SIZE;
-        let pieces = hash_pieces(&bytes[..], bytes.len() as u64, piece_size).unwrap();
+        let mut hasher = IdHasher::new(piece_size);
+        hasher.update(&bytes);
+        let (id, pieces) = hasher.finish();
         assert_eq!(pieces.len(), 3);
         assert_eq!(pieces[0], sha256(&bytes[..16384]));
         assert_eq!(pieces[2], sha256(&bytes[32768..]));
         let list = PieceList {
-            id: sha256(&bytes),
+            id,
             size: bytes.len() as u64,
             piece_size,
             pieces,
         };
         assert_eq!(list.check(list.id), Ok(()));
         assert_eq!(list.span(2), (32768, 40_000 - 32768));
-        // Cut short: an error, never a list of what happened to be there.
-        assert!(hash_pieces(&bytes[..100], bytes.len() as u64, piece_size).is_err());
+        assert_eq!(list.id, sha256(&bytes));
         // An empty file has no pieces.
-        assert_eq!(hash_pieces(&[][..], 0, piece_size).unwrap(), []);
+        assert_eq!(IdHasher::new(piece_size).finish().1, []);
     }
 
     #[test]
