@@ -11,14 +11,27 @@
 # the first time). DEMO_EXIT=1 stops the cluster when the walk-through ends; otherwise the
 # cluster keeps running until Ctrl-C, each instance's web page at http://127.0.0.1:PORT/.
 # DEMO_KEY=1 gives the whole cluster a fresh cluster key (every registration and datagram
-# signed). Exits non-zero when an instance does not come up or an answer is not the expected
-# one. Needs curl, python3 and sha256sum.
+# signed). DEMO_IPV6=1 runs it all on ::1 (URLs and locations [::1]:PORT, an IPv6 group):
+# Linux's loopback has no IPv6 multicast, so there the two supernodes ask each other through
+# PEERS, by unicast, on fixed ports (4322, 4323). Exits non-zero when an instance does not come
+# up or an answer is not the expected one. Needs curl, python3 and sha256sum.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN=target/release/superpeer
 HOST=127.0.0.1
+HOST_IP=127.0.0.1
+# How the supernodes reach each other, for the tour's words.
+OVER="over multicast"
+if [[ ${DEMO_IPV6:-0} == 1 ]]; then
+    HOST='[::1]'
+    HOST_IP=::1
+    OVER="through PEERS"
+fi
+# The same, as a grep pattern (the brackets taken literally).
+HOST_RE=${HOST//[/\\[}
+HOST_RE=${HOST_RE//]/\\]}
 NAMES=(supernode1 supernode2 node1 node2 node3)
 ROLES=(supernode supernode node node node)
 PORTS=(5000 5001 8000 8001 8002)
@@ -45,7 +58,25 @@ done
 
 # Is something already listening on 127.0.0.1:PORT? (bash's /dev/tcp, no other tool needed)
 port_busy() {
-    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+    (exec 3<>"/dev/tcp/$HOST_IP/$1") 2>/dev/null
+}
+
+# With DEMO_IPV6=1, what instance NAME takes over its config/NAME.env (the environment wins):
+# one KEY=VALUE a line.
+ipv6_settings() {
+    [[ ${DEMO_IPV6:-0} == 1 ]] || return 0
+    echo "LHOST=::1"
+    case $1 in
+        supernode1 | supernode2)
+            local own=4322 other=4323
+            [[ $1 == supernode1 ]] || { own=4323 other=4322; }
+            echo "MULTICAST_LOCATION=[ff12::230]:4321"
+            echo "UNICAST_PORT=$own"
+            echo "PEERS=[::1]:$other"
+            ;;
+        node1 | node2) echo "SUPERNODE_ENDPOINT=http://[::1]:5000/api/supernode" ;;
+        node3) echo "SUPERNODE_ENDPOINT=http://[::1]:5001/api/supernode" ;;
+    esac
 }
 
 for i in "${!NAMES[@]}"; do
@@ -130,12 +161,16 @@ fail() {
     exit 1
 }
 
+if [[ ${DEMO_IPV6:-0} == 1 ]]; then
+    echo "== IPv6: every instance on ::1; the supernodes ask each other through PEERS (no IPv6 multicast on loopback)"
+fi
 if [[ -n ${CLUSTER_KEY:-} ]]; then
     echo "== a fresh cluster key for every instance: registrations, heartbeats and datagrams signed"
 fi
 echo "== starting the cluster (logs in $LOG_DIR)"
 for i in "${!NAMES[@]}"; do
-    "$BIN" "${ROLES[i]}" --config "${NAMES[i]}" >"$LOG_DIR/${NAMES[i]}.log" 2>&1 &
+    mapfile -t settings < <(ipv6_settings "${NAMES[i]}")
+    env "${settings[@]}" "$BIN" "${ROLES[i]}" --config "${NAMES[i]}" >"$LOG_DIR/${NAMES[i]}.log" 2>&1 &
     PIDS+=("$!")
     printf '   %-10s pid %-7s http://%s:%s\n' "${NAMES[i]}" "$!" "$HOST" "${PORTS[i]}"
 done
@@ -257,9 +292,9 @@ http 200 0 "$N1/resources/$ID_LOCAL"
 json_check "d['data']['name'] == 'resource_ahXhUa'" "node1 should name resource_ahXhUa"
 
 step "a resource only node3 holds, asked of node2" \
-    "node2 asks supernode1, which asks supernode2 over multicast: a 302 to node3 (:8002)."
+    "node2 asks supernode1, which asks supernode2 $OVER: a 302 to node3 (:8002)."
 http 302 1 "$N2/resources/$ID_NODE3"
-grep -qi "^location: http://$HOST:8002/api/node/resources/$ID_NODE3" "$WORK/headers" ||
+grep -qi "^location: http://$HOST_RE:8002/api/node/resources/$ID_NODE3" "$WORK/headers" ||
     fail "the 302 should point at node3 ($HOST:8002)"
 
 step "downloading it through node2" \
@@ -293,12 +328,12 @@ json_check "sorted(e['id'] for e in d['data']) == sorted(['$ID_LOCAL', '$ID_LOCA
     "find should answer the three known ids and leave the unknown one out"
 
 step "an id nobody has, searched on supernode1" \
-    "supernode2 answers 'not here' over multicast, so supernode1 says 404 without waiting out the time-out."
+    "supernode2 answers 'not here' $OVER, so supernode1 says 404 without waiting out the time-out."
 http 404 1 "$S1/search/$ID_NOBODY"
 echo "   (answered in $ELAPSED_MS ms; the search time-out is 2000 ms)"
 
 step "a name search, asked of supernode1" \
-    "Any part of a name, in any case: supernode2 answers for node3's file over multicast."
+    "Any part of a name, in any case: supernode2 answers for node3's file $OVER."
 http 200 0 "$S1/search?file_name=RESOURCE_G7X"
 json_check "[f['file']['name'] for f in d['data']] == ['resource_g7XqMu'] and d['data'][0]['file']['location'] == '$HOST:8002'" \
     "supernode1 should find resource_g7XqMu at node3 by a part of its name"

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -216,10 +216,12 @@ pub struct HttpConfig {
 #[derive(Debug, Clone)]
 pub struct SupernodeConfig {
     pub http: HttpConfig,
-    /// `MULTICAST_LOCATION`: the supernodes' group and port.
-    pub group: SocketAddrV4,
-    /// `MULTICAST_INTERFACE`: the interface address the group is joined and sent on.
-    pub interface: Ipv4Addr,
+    /// `MULTICAST_LOCATION`: the supernodes' group and port, IPv4 or IPv6 (no zone id: the
+    /// interface is `interface`'s).
+    pub group: SocketAddr,
+    /// `MULTICAST_INTERFACE`: the address, of the group's family, of the interface the group
+    /// is joined and sent on; unspecified: the system's choice.
+    pub interface: IpAddr,
     /// `MULTICAST_TTL`: hops a datagram may take; 1 keeps it on the local network.
     pub ttl: u32,
     /// `MULTICAST_GROUP_SIZE`: supernodes in the group, this one included; 0 = unknown.
@@ -295,6 +297,9 @@ pub struct NodeConfig {
     /// `PIECE_SIZE`: the size of the pieces whose hashes the node lists for downloads from
     /// several holders (bytes).
     pub piece_size: u64,
+    /// `FETCH_MAX_BYTES`: the largest file the node fetches from its holders for a client
+    /// that asks it (`/content?fetch=true`); 0 = never.
+    pub fetch_max_bytes: u64,
     /// `CLUSTER_KEY` / `CLUSTER_KEY_FILE`: signs the registrations, heartbeats and leaves.
     pub cluster_keys: Option<ClusterKeys>,
 }
@@ -375,29 +380,10 @@ pub fn http_config(settings: &Settings) -> Result<HttpConfig, ConfigError> {
 }
 
 fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeConfig, ConfigError> {
-    let group = match settings.get("MULTICAST_LOCATION") {
-        None => SocketAddrV4::new(Ipv4Addr::new(230, 0, 0, 0), 4321),
-        Some(text) => text.parse().map_err(|_| {
-            ConfigError::new(
-                "MULTICAST_LOCATION",
-                format!("expected group:port, found {text:?}"),
-            )
-        })?,
-    };
-    if !group.ip().is_multicast() || group.port() == 0 {
-        return Err(ConfigError::new(
-            "MULTICAST_LOCATION",
-            format!("{group} is not a multicast group with a port"),
-        ));
-    }
-    // The safety default: send where the API listens, so a cluster on 127.0.0.1 stays on it.
-    let default_interface = match http.bind.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() && !ip.is_multicast() => ip,
-        _ => Ipv4Addr::UNSPECIFIED,
-    };
+    let group = multicast_group(settings)?;
     Ok(SupernodeConfig {
         group,
-        interface: settings.parse_or("MULTICAST_INTERFACE", default_interface)?,
+        interface: multicast_interface(settings, group, http.bind.ip())?,
         ttl: settings.number("MULTICAST_TTL", 1, 1, 255)?,
         group_size: settings.number("MULTICAST_GROUP_SIZE", 0, 0, 1024)?,
         unicast_port: match settings.get("UNICAST_PORT") {
@@ -437,6 +423,79 @@ fn supernode_config(settings: &Settings, http: HttpConfig) -> Result<SupernodeCo
         log_summary: settings.millis("LOG_SUMMARY_MS", 60_000, 0, MAX_MS)?,
         http,
     })
+}
+
+/// `MULTICAST_LOCATION`: `group:port` or `[group]:port`, a multicast group of either family.
+fn multicast_group(settings: &Settings) -> Result<SocketAddr, ConfigError> {
+    let key = "MULTICAST_LOCATION";
+    let group: SocketAddr = match settings.get(key) {
+        None => SocketAddr::from((Ipv4Addr::new(230, 0, 0, 0), 4321)),
+        Some(text) => text.parse().map_err(|_| {
+            ConfigError::new(
+                key,
+                format!("expected group:port or [group]:port, found {text:?}"),
+            )
+        })?,
+    };
+    if let SocketAddr::V6(v6) = group
+        && (v6.scope_id() != 0 || v6.flowinfo() != 0)
+    {
+        return Err(ConfigError::new(
+            key,
+            "a group takes no zone id: it is joined on the interface of LHOST (or MULTICAST_INTERFACE)",
+        ));
+    }
+    if !group.ip().is_multicast() || group.port() == 0 {
+        return Err(ConfigError::new(
+            key,
+            format!("{group} is not a multicast group with a port"),
+        ));
+    }
+    Ok(group)
+}
+
+/// `MULTICAST_INTERFACE`, of the group's family. The safety default: the address the API
+/// listens on, so a cluster on 127.0.0.1 (or ::1) stays on it.
+fn multicast_interface(
+    settings: &Settings,
+    group: SocketAddr,
+    lhost: IpAddr,
+) -> Result<IpAddr, ConfigError> {
+    let key = "MULTICAST_INTERFACE";
+    let unspecified = match group {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let interface = match settings.get(key) {
+        Some(_) => settings.parse_or(key, unspecified)?,
+        None if lhost.is_unspecified() || lhost.is_multicast() => unspecified,
+        None if lhost.is_ipv4() != group.is_ipv4() => {
+            return Err(ConfigError::new(
+                "LHOST",
+                format!(
+                    "{lhost} and the group {group} are of two families: give MULTICAST_LOCATION a group of LHOST's (an IPv6 one: [ff12::230]:4321), or MULTICAST_INTERFACE an address of the group's"
+                ),
+            ));
+        }
+        None => lhost,
+    };
+    if interface.is_ipv4() != group.is_ipv4() {
+        return Err(ConfigError::new(
+            key,
+            format!("{interface} is not of the family of the group {group}"),
+        ));
+    }
+    if let IpAddr::V6(v6) = interface
+        && v6.is_unicast_link_local()
+    {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{v6} is link-local and would need a zone id: give the interface's global or unique local (fd00::/8) address"
+            ),
+        ));
+    }
+    Ok(interface)
 }
 
 /// The most supernodes `PEERS` may name.
@@ -514,6 +573,7 @@ fn node_config(settings: &Settings, http: HttpConfig) -> Result<NodeConfig, Conf
         supernode_timeout: settings.millis("SUPERNODE_TIMEOUT_MS", 5000, 1, HOUR_MS)?,
         rescan: settings.millis("RESCAN_MS", 10_000, 0, MAX_MS)?,
         piece_size: piece_size(settings)?,
+        fetch_max_bytes: settings.number("FETCH_MAX_BYTES", GIB, 0, 1024 * GIB)?,
         cluster_keys: cluster_keys(settings)?,
         http,
     })
@@ -638,7 +698,7 @@ mod tests {
         };
         assert_eq!(config.http.bind, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(config.group, "230.0.0.0:4321".parse().unwrap());
-        assert_eq!(config.interface, Ipv4Addr::LOCALHOST);
+        assert_eq!(config.interface, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(config.ttl, 1);
         assert_eq!(config.group_size, 0);
         assert_eq!(config.liveness_period, Duration::from_secs(5));
@@ -687,6 +747,51 @@ mod tests {
                 Settings::from_pairs(vec![kv("IS_SUPERNODE", "true"), kv(key, value)], vec![]);
             let err = Config::from_settings(&settings, None).unwrap_err();
             assert_eq!(err.key, key, "{key}={value} gave {err}");
+        }
+    }
+
+    /// SPEC 10: an IPv6 group works like an IPv4 one, on the interface of LHOST; no zone id;
+    /// the group and the interface are of one family.
+    #[test]
+    fn ipv6_groups_are_joined_on_the_interface_of_lhost() {
+        let supernode = |pairs: &[(&str, &str)]| {
+            let mut settings = vec![kv("IS_SUPERNODE", "true")];
+            settings.extend(pairs.iter().map(|(k, v)| kv(k, v)));
+            match Config::from_settings(&Settings::from_pairs(settings, vec![]), None) {
+                Ok(Config::Supernode(config)) => Ok((config.group, config.interface)),
+                Ok(Config::Node(_)) => unreachable!(),
+                Err(e) => Err(e.key),
+            }
+        };
+        let group: SocketAddr = "[ff12::230]:4321".parse().unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let v6 = [
+            ("LHOST", "fd00:35::a"),
+            ("MULTICAST_LOCATION", "[ff12::230]:4321"),
+        ];
+        assert_eq!(supernode(&v6), Ok((group, ip("fd00:35::a"))));
+        let any = [("LHOST", "::"), ("MULTICAST_LOCATION", "[ff12::230]:4321")];
+        assert_eq!(supernode(&any), Ok((group, ip("::"))));
+        let chosen = [
+            ("LHOST", "::"),
+            ("MULTICAST_LOCATION", "[ff12::230]:4321"),
+            ("MULTICAST_INTERFACE", "fd00:35::b"),
+        ];
+        assert_eq!(supernode(&chosen), Ok((group, ip("fd00:35::b"))));
+        // An IPv4 group on an IPv6 LHOST: the seed's default is not silently swapped.
+        assert_eq!(supernode(&[("LHOST", "::1")]), Err("LHOST".into()));
+        let refused = [
+            ("MULTICAST_LOCATION", "[ff12::230%2]:4321"),
+            ("MULTICAST_LOCATION", "ff12::230:4321"),
+            ("MULTICAST_LOCATION", "[fd00::1]:4321"),
+            ("MULTICAST_INTERFACE", "127.0.0.1"),
+            ("MULTICAST_INTERFACE", "fe80::1"),
+        ];
+        for (key, value) in refused {
+            let mut pairs = vec![("LHOST", "::"), ("MULTICAST_LOCATION", "[ff12::230]:4321")];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            assert_eq!(supernode(&pairs), Err(key.to_string()), "{key}={value}");
         }
     }
 

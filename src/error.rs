@@ -106,6 +106,8 @@ pub enum ApiError {
     RangeNotSatisfiable(String),
     /// A service this answer depends on (the node's supernodes) cannot be reached: retry later.
     Unavailable(String),
+    /// The servers this answer was fetched from (a file's holders) failed to give it.
+    BadGateway(String),
     /// A bug: the handler panicked. The worker lives on.
     Internal,
 }
@@ -128,6 +130,7 @@ impl ApiError {
             ApiError::HeaderTooLarge(_) => 431,
             ApiError::Internal => 500,
             ApiError::NotImplemented(_) => 501,
+            ApiError::BadGateway(_) => 502,
             ApiError::Unavailable(_) => 503,
         }
     }
@@ -142,6 +145,7 @@ impl ApiError {
             | ApiError::Full(what)
             | ApiError::TooManyRequests(what)
             | ApiError::Unavailable(what)
+            | ApiError::BadGateway(what)
             | ApiError::RequestTimeout(what)
             | ApiError::UriTooLong(what)
             | ApiError::HeaderTooLarge(what)

@@ -49,6 +49,7 @@ open_and_keyed! {
     drill_5_a_too_big_group_size_still_ends_searches_in_time => drill_5,
     drill_6_two_sites_joined_by_peers_across_a_router => drill_6,
     drill_7_a_download_from_three_holders_outlives_one => drill_7,
+    drill_8_the_seed_s_demonstration_on_an_ipv6_only_lan => drill_8,
 }
 
 use std::collections::BTreeMap;

@@ -449,3 +449,114 @@ fn metalink_documents_come_from_a_node_and_from_either_supernode() {
     let absent = s1.get(&format!("/api/supernode/search/{}/metalink", absent_id(7)));
     assert_eq!(absent.status, 404);
 }
+
+/// SPEC 9b: a node asked for a file it does not hold, with `?fetch=true`, fetches it from
+/// every holder at once (each piece checked: the liar's bad piece is fetched again elsewhere)
+/// and serves the checked file itself, ranges included; nothing is left in its `TMPDIR`.
+#[test]
+fn a_node_asked_to_fetch_a_file_serves_it_checked_from_every_holder() {
+    let content = file(38, 40);
+    let id = sha256(&content);
+    let swarm = swarm(&content, Lie::Byte(9 * PIECE + 3), 2);
+    let empty = Folder::with(&[]);
+    let tmp = Folder::with(&[]);
+    let fetcher = Launch::node("f", &empty.path, &[&swarm.supernode.url()])
+        .env("FETCH_MAX_BYTES", &content.len().to_string())
+        .env("TMPDIR", tmp.path.to_str().unwrap())
+        .start();
+    wait_registered(&swarm.supernode, &[&fetcher]);
+    let path = format!("/api/node/resources/{id}/content");
+    // Not asked to: a 302 to a holder, as ever.
+    assert_eq!(fetcher.get(&path).status, 302);
+    let fetched = fetcher.get(&format!("{path}?fetch=true"));
+    assert_eq!(
+        fetched.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&fetched.body)
+    );
+    assert!(fetched.body == content, "the fetched bytes differ");
+    for node in &swarm.nodes {
+        assert!(pieces_served(node) > 0, "{} served none", node.url());
+    }
+    assert!(fetcher.logged(&format!(
+        "resource {id}: fetched for a client from 3 holder(s)"
+    )));
+    // A range of it.
+    let mut stream = TcpStream::connect(fetcher.location()).unwrap();
+    let request = format!(
+        "GET {path}?fetch=true HTTP/1.1\r\nHost: x\r\nRange: bytes=100-199\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 206"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(answer.ends_with(&content[100..200]));
+    assert_eq!(std::fs::read_dir(&tmp.path).unwrap().count(), 0);
+    // Larger than the node fetches: refused before a piece is asked for.
+    let small = Launch::node("g", &empty.path, &[&swarm.supernode.url()])
+        .env("FETCH_MAX_BYTES", "1000")
+        .start();
+    let before = swarm.asked();
+    small.get(&format!("{path}?fetch=true")).assert_error(403);
+    assert_eq!(swarm.asked(), before);
+}
+
+/// A fetch costs the node a whole file whatever the client takes: two at once, the next
+/// refused at once (not queued on an HTTP worker); meanwhile the node serves everyone else.
+#[test]
+fn fetches_for_clients_are_bounded_and_the_node_serves_others_meanwhile() {
+    let group = group();
+    let supernode = Launch::supernode("s", &group, 1).start();
+    // A holder that takes connections and never answers (each held 40 s, then let go).
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let location = silent.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(40)))
+                    .unwrap();
+                let _ = stream.read(&mut [0u8; 1 << 16]);
+                let _ = stream.read(&mut [0u8; 1]);
+            });
+        }
+    });
+    let id = absent_id(38);
+    register_holder(&supernode, &location, &[(&id, "slow.bin")]);
+    let folder = Folder::with(&[("mine.txt", b"mine")]);
+    let node = Launch::node("n", &folder.path, &[&supernode.url()]).start();
+    wait_registered(&supernode, &[&node]);
+    let url = format!("{}/api/node/resources/{id}/content?fetch=true", node.url());
+    let _waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || try_get(&url))
+        })
+        .collect();
+    wait_until("two fetches at the holder", Duration::from_secs(10), || {
+        accepted.load(Ordering::SeqCst) >= 2
+    });
+    get(&url).assert_error(503);
+    let mine = node.get(&format!("/api/node/resources/{}/content", sha256(b"mine")));
+    assert_eq!((mine.status, mine.body.as_slice()), (200, &b"mine"[..]));
+    assert_served(
+        node.location().parse().unwrap(),
+        "/api/node/resources",
+        "two fetches",
+    );
+    // A node that fetches nothing says so.
+    let none = Launch::node("z", &folder.path, &[&supernode.url()])
+        .env("FETCH_MAX_BYTES", "0")
+        .start();
+    none.get(&format!("/api/node/resources/{id}/content?fetch=true"))
+        .assert_error(403);
+}

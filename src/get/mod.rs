@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::id::ResourceId;
+use crate::pieces::PieceList;
 
 mod swarm;
 
@@ -228,6 +229,16 @@ struct Progress {
 }
 
 impl Progress {
+    /// Shows nothing: a node fetching for a client.
+    fn hidden() -> Progress {
+        Progress {
+            shown: false,
+            last: Instant::now(),
+            started: Instant::now(),
+            label: String::new(),
+        }
+    }
+
     fn update(&mut self, done: u64, total: u64, from: u64) {
         self.show(done, total, from, "");
     }
@@ -417,6 +428,58 @@ fn keep(part: &Path, output: &Path, force: bool) -> std::io::Result<()> {
     std::fs::remove_file(part)
 }
 
+/// The first piece list one of `holders` gives for `id`, and which of them gave it.
+fn first_list(
+    agent: &ureq::Agent,
+    id: ResourceId,
+    holders: &[String],
+) -> Option<(PieceList, usize)> {
+    holders
+        .iter()
+        .enumerate()
+        .find_map(|(i, holder)| match swarm::piece_list(agent, holder, id) {
+            Ok(list) => Some((list, i)),
+            Err(e) => {
+                log::debug!("{e}");
+                None
+            }
+        })
+}
+
+/// Downloads `id` from every one of `holders` at once into `part`, as `superpeer get` does
+/// but silently, for a node that fetches a file for a client. `max_size`: a larger file is
+/// refused before a byte of it is fetched. `Ok` once `part` hashes to the id.
+pub(crate) fn swarm_quietly(
+    id: ResourceId,
+    holders: Vec<String>,
+    part: &Path,
+    max_size: u64,
+) -> Result<(), Fetch> {
+    let agent = agent();
+    let (list, from) = first_list(&agent, id, &holders).ok_or(Fetch::NoList)?;
+    if list.size > max_size {
+        return Err(Fetch::TooLarge(list.size));
+    }
+    let swarm = swarm::Swarm {
+        agent: &agent,
+        id,
+        holders,
+        part,
+    };
+    swarm::download(&swarm, list, from, &mut Progress::hidden()).map_err(Fetch::Failed)
+}
+
+/// Why [`swarm_quietly`] gave no file.
+#[derive(Debug)]
+pub(crate) enum Fetch {
+    /// No holder gave a piece list.
+    NoList,
+    /// The file has this many bytes, over the limit.
+    TooLarge(u64),
+    /// Every holder failed, or the part file could not be written: why.
+    Failed(String),
+}
+
 /// Runs `superpeer get`; the error is what to tell the user.
 pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
     let agent = agent();
@@ -470,16 +533,7 @@ pub fn run(args: &GetArgs) -> Result<PathBuf, String> {
         Err(e) => Err(format!("{}: {e}", shown(&output))),
     };
     // From every holder at once when one of them gives a piece list.
-    let list = holders.iter().enumerate().find_map(|(i, holder)| {
-        match swarm::piece_list(&agent, holder, found.id) {
-            Ok(list) => Some((list, i)),
-            Err(e) => {
-                log::debug!("{e}");
-                None
-            }
-        }
-    });
-    if let Some((list, from)) = list {
+    if let Some((list, from)) = first_list(&agent, found.id, &holders) {
         let swarm = swarm::Swarm {
             agent: &agent,
             id: found.id,

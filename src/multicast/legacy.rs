@@ -15,7 +15,7 @@
 //! loopback nor its own address, and none asks its own API or socket.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -121,17 +121,13 @@ impl Checks {
 
 /// The holder an untagged answer names, when a supernode on `interface` whose own API and
 /// socket are `own` may ask it.
-pub(super) fn holder(
-    location: &str,
-    interface: Ipv4Addr,
-    own: &[SocketAddr],
-) -> Option<SocketAddr> {
+pub(super) fn holder(location: &str, interface: IpAddr, own: &[SocketAddr]) -> Option<SocketAddr> {
     let addr: SocketAddr = location.parse().ok()?;
     let ip = addr.ip();
     let allowed = if interface.is_loopback() {
         ip.is_loopback()
     } else {
-        !ip.is_loopback() && ip != IpAddr::V4(interface)
+        !ip.is_loopback() && ip != interface
     };
     let special = match ip {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
@@ -223,6 +219,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn one_check_per_holder_and_a_cap_on_all_and_on_each_sender() {
@@ -280,8 +277,8 @@ mod tests {
 
     #[test]
     fn no_datagram_sends_a_check_where_it_must_not_go() {
-        let lo = Ipv4Addr::LOCALHOST;
-        let lan = Ipv4Addr::new(192, 168, 35, 10);
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let lan = IpAddr::V4(Ipv4Addr::new(192, 168, 35, 10));
         let own: Vec<SocketAddr> = vec!["127.0.0.1:5000".parse().unwrap()];
         assert!(holder("127.0.0.1:8001", lo, &own).is_some());
         assert!(holder("127.0.0.1:5000", lo, &own).is_none(), "its own API");

@@ -20,7 +20,7 @@
 //! from the index), [`summaries`] (the other supernodes' index summaries, and their fetches),
 //! [`legacy`] (checking the holders untagged answers name), [`peers`] (`PEERS`).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
@@ -157,7 +157,7 @@ impl Multicast {
         let interface = self.inner.transport.interface;
         let ip = match addr.ip() {
             ip if !ip.is_unspecified() => ip,
-            _ if !interface.is_unspecified() => IpAddr::V4(interface),
+            _ if !interface.is_unspecified() => interface,
             _ => {
                 log::warn!(
                     "summaries: the API listens on every address and MULTICAST_INTERFACE is not set: no summary is announced"

@@ -8,7 +8,7 @@
 //! is logged and counted (`superpeer_configured_peers_silent`), and searches stop waiting for
 //! it until it is heard again.
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -79,12 +79,13 @@ impl Peers {
     /// Resolves every name again (blocking: call from the peers' own thread). A name that does
     /// not resolve keeps its last address; one that resolves to an address a supernode on
     /// `interface` may not send to is not used.
-    pub(super) fn resolve(&self, interface: Ipv4Addr) {
+    pub(super) fn resolve(&self, interface: IpAddr) {
         let names: Vec<String> = self.entries().iter().map(|e| e.name.clone()).collect();
         for name in names {
             let resolved = name.to_socket_addrs().map(|addrs| {
                 addrs
-                    .filter(|a| a.is_ipv4() && super::reachable(interface, a.ip()))
+                    .filter(|a| a.is_ipv4() == interface.is_ipv4())
+                    .filter(|a| super::reachable(interface, a.ip()))
                     .find(|a| !a.ip().is_unspecified())
             });
             let mut entries = self.entries();
@@ -98,7 +99,10 @@ impl Peers {
                     }
                     entry.addr = Some(addr);
                 }
-                Ok(None) => log::warn!("peers: {name} has no IPv4 address this supernode may use"),
+                Ok(None) => log::warn!(
+                    "peers: {name} has no {} address this supernode may use",
+                    if interface.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
                 Err(e) => log::warn!("peers: cannot resolve {name}: {e}"),
             }
         }
@@ -142,12 +146,13 @@ impl Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn a_peer_is_silent_after_missed_pings_and_answers_again_when_heard() {
         let peers = Peers::new(&["127.0.0.1:4999".to_string(), "localhost:4998".to_string()]);
         assert!(peers.addrs().is_empty(), "nothing resolved yet");
-        peers.resolve(Ipv4Addr::LOCALHOST);
+        peers.resolve(Ipv4Addr::LOCALHOST.into());
         let addrs = peers.addrs();
         assert_eq!(addrs.len(), 2);
         let first: SocketAddr = "127.0.0.1:4999".parse().unwrap();
@@ -172,9 +177,9 @@ mod tests {
     #[test]
     fn a_supernode_on_loopback_uses_only_loopback_peers() {
         let peers = Peers::new(&["10.1.2.3:4321".to_string()]);
-        peers.resolve(Ipv4Addr::LOCALHOST);
+        peers.resolve(Ipv4Addr::LOCALHOST.into());
         assert!(peers.addrs().is_empty());
-        peers.resolve(Ipv4Addr::new(192, 168, 35, 10));
+        peers.resolve(Ipv4Addr::new(192, 168, 35, 10).into());
         assert_eq!(peers.addrs(), vec!["10.1.2.3:4321".parse().unwrap()]);
     }
 }

@@ -3,7 +3,7 @@
 //! what `PEERS` send. Under a cluster key every datagram leaves sealed.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ pub(super) fn kind_of(body: &Body) -> &'static str {
 
 /// Whether a supernode on `interface` may send to `addr`: one on loopback only to loopback, so
 /// that no datagram (nor a check of a holder) leaves a cluster bound to 127.0.0.1.
-pub(super) fn reachable(interface: Ipv4Addr, addr: IpAddr) -> bool {
+pub(super) fn reachable(interface: IpAddr, addr: IpAddr) -> bool {
     !interface.is_loopback() || addr.is_loopback()
 }
 
@@ -63,8 +63,12 @@ pub(super) struct Transport {
     pub(super) group_socket: UdpSocket,
     /// The supernode's own socket: sends every datagram, and hears the answers to its queries.
     pub(super) unicast: UdpSocket,
-    pub(super) group: SocketAddrV4,
-    pub(super) interface: Ipv4Addr,
+    /// The group as datagrams are sent to it (an IPv6 one with its interface's index).
+    pub(super) group: SocketAddr,
+    /// Whether the group can be sent to: not on an interface without IPv6 multicast (Linux's
+    /// loopback has none), where only `PEERS` are asked.
+    group_sends: bool,
+    pub(super) interface: IpAddr,
     /// `CLUSTER_KEY`: every datagram sent is sealed.
     pub(super) seals: Option<DatagramSeals>,
     /// `PEERS`: asked by unicast whatever the group is asked.
@@ -84,7 +88,27 @@ impl Transport {
         config: &SupernodeConfig,
         metrics: Arc<SupernodeMetrics>,
     ) -> Result<Transport, Error> {
-        let group_socket = open_group(config.group, config.interface).map_err(|e| {
+        let (index, group_sends) = match config.interface {
+            IpAddr::V6(ip) => {
+                let (index, multicast) = interface_of(ip)
+                    .map_err(|e| Error::io(format!("no interface has the address {ip}"), e))?;
+                if !multicast {
+                    log::warn!(
+                        "multicast: the interface of {ip} has no IPv6 multicast (a loopback): the group {} is not sent to; only PEERS are asked",
+                        config.group
+                    );
+                }
+                (index, multicast)
+            }
+            IpAddr::V4(_) => (0, true),
+        };
+        let group = match config.group {
+            SocketAddr::V6(group) => {
+                SocketAddr::V6(SocketAddrV6::new(*group.ip(), group.port(), 0, index))
+            }
+            v4 => v4,
+        };
+        let group_socket = open_group(group, config.interface).map_err(|e| {
             Error::io(
                 format!(
                     "cannot join multicast group {} on {}",
@@ -93,12 +117,14 @@ impl Transport {
                 e,
             )
         })?;
-        let unicast = open_unicast(config).map_err(|e| {
+        let unicast = open_unicast(config, index).map_err(|e| {
             Error::io(
                 format!(
-                    "cannot open the unicast socket on {}:{}",
-                    config.interface,
-                    config.unicast_port.unwrap_or(config.group.port())
+                    "cannot open the unicast socket on {}",
+                    SocketAddr::new(
+                        config.interface,
+                        config.unicast_port.unwrap_or(config.group.port())
+                    )
                 ),
                 e,
             )
@@ -106,7 +132,8 @@ impl Transport {
         Ok(Transport {
             group_socket,
             unicast,
-            group: config.group,
+            group,
+            group_sends,
             interface: config.interface,
             seals: config.cluster_keys.clone().map(DatagramSeals::new),
             peers: Peers::new(&config.peers),
@@ -138,10 +165,14 @@ impl Transport {
     pub(super) fn send_bytes(&self, bytes: &[u8], kind: &'static str, to: To) {
         self.metrics.sent(kind);
         let sent = match to {
-            To::Group => self.send_to(bytes, SocketAddr::V4(self.group), false),
+            To::Group if !self.group_sends => Ok(()),
+            To::Group => self.send_to(bytes, self.group, false),
             To::One(addr) => self.send_to(bytes, addr, self.peers.has(addr)),
             To::Everyone => {
-                let mut sent = self.send_to(bytes, SocketAddr::V4(self.group), false);
+                let mut sent = match self.group_sends {
+                    true => self.send_to(bytes, self.group, false),
+                    false => Ok(()),
+                };
                 for peer in self.peers.addrs() {
                     sent = sent.and(self.send_to(bytes, peer, true));
                 }
@@ -155,7 +186,7 @@ impl Transport {
                 log::warn!(
                     "multicast: {failed} send(s) failed since the last report (the last to {}): {e}",
                     match to {
-                        To::Group | To::Everyone => SocketAddr::V4(self.group),
+                        To::Group | To::Everyone => self.group,
                         To::One(addr) => addr,
                     }
                 );
@@ -173,9 +204,9 @@ impl Transport {
         if !routed {
             return self.send_now(bytes, addr);
         }
-        self.unicast.set_ttl(ROUTED_TTL)?;
+        set_hops(&self.unicast, self.interface, ROUTED_TTL)?;
         let sent = self.send_now(bytes, addr);
-        self.unicast.set_ttl(self.ttl)?;
+        set_hops(&self.unicast, self.interface, self.ttl)?;
         sent
     }
 
@@ -209,11 +240,55 @@ impl Transport {
     }
 }
 
+/// The hop limit of the unicast datagrams `socket` (of `interface`'s family) sends.
+fn set_hops(socket: &UdpSocket, interface: IpAddr, hops: u32) -> io::Result<()> {
+    match interface {
+        IpAddr::V4(_) => socket.set_ttl(hops),
+        IpAddr::V6(_) => socket2::SockRef::from(socket).set_unicast_hops_v6(hops),
+    }
+}
+
+/// The index of the interface that has the IPv6 address `ip` (0 for the unspecified address:
+/// the system's choice), and whether it does multicast. From the kernel's list of addresses
+/// (`/proc/net/if_inet6`: the address in 32 hex digits, the index in hex, three more fields,
+/// the interface's name) and the interface's flags (`IFF_MULTICAST`).
+fn interface_of(ip: Ipv6Addr) -> io::Result<(u32, bool)> {
+    if ip.is_unspecified() {
+        return Ok((0, true));
+    }
+    let hex: String = ip.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let list = std::fs::read_to_string("/proc/net/if_inet6")?;
+    let (index, name) = list
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [address, index, _, _, _, name] = fields[..] else {
+                return None;
+            };
+            let index = u32::from_str_radix(index, 16).ok()?;
+            (address == hex).then(|| (index, name.to_string()))
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "not on this host"))?;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))?;
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
+        .map_err(|e| io::Error::other(format!("the flags of {name}: {e}")))?;
+    Ok((index, flags & IFF_MULTICAST != 0))
+}
+
 /// The supernode's own socket, on the interface address: exclusively its own (no port
-/// sharing), so what comes to it by unicast reaches it alone.
-fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
+/// sharing), so what comes to it by unicast reaches it alone. `index`: the interface's, for
+/// IPv6.
+fn open_unicast(config: &SupernodeConfig, index: u32) -> io::Result<UdpSocket> {
     let open = |port: u16| -> io::Result<Socket> {
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        let socket = Socket::new(
+            Domain::for_address(config.group),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        if config.group.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
         // Room for bursts (a name search's answers): as much as the system allows, up to 4 MiB,
         // each way.
         let _ = socket.set_recv_buffer_size(4 << 20);
@@ -229,26 +304,52 @@ fn open_unicast(config: &SupernodeConfig) -> io::Result<UdpSocket> {
             result => result?,
         },
     };
-    if !config.interface.is_unspecified() {
-        socket.set_multicast_if_v4(&config.interface)?;
+    match config.interface {
+        IpAddr::V4(interface) => {
+            if !interface.is_unspecified() {
+                socket.set_multicast_if_v4(&interface)?;
+            }
+            socket.set_multicast_ttl_v4(config.ttl)?;
+            // Several supernodes on one host must hear each other.
+            socket.set_multicast_loop_v4(true)?;
+        }
+        IpAddr::V6(_) => {
+            if index != 0 {
+                socket.set_multicast_if_v6(index)?;
+            }
+            socket.set_multicast_hops_v6(config.ttl)?;
+            socket.set_multicast_loop_v6(true)?;
+        }
     }
-    socket.set_multicast_ttl_v4(config.ttl)?;
     // Unicast answers to the group's members go no further than the group's datagrams.
-    socket.set_ttl(config.ttl)?;
-    // Several supernodes on one host must hear each other.
-    socket.set_multicast_loop_v4(true)?;
-    Ok(socket.into())
+    let socket: UdpSocket = socket.into();
+    set_hops(&socket, config.interface, config.ttl)?;
+    Ok(socket)
 }
 
 /// The group's socket: it only hears (every datagram leaves from the supernode's own socket).
-fn open_group(group: SocketAddrV4, interface: Ipv4Addr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+/// `group` is an IPv6 one with its interface's index.
+fn open_group(group: SocketAddr, interface: IpAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))?;
+    if group.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     let _ = socket.set_recv_buffer_size(4 << 20);
     // Bound to the group address, the socket hears only this group, even if another group on
     // the same host uses the same port.
-    socket.bind(&SocketAddr::V4(group).into())?;
-    socket.join_multicast_v4(group.ip(), &interface)?;
+    socket.bind(&group.into())?;
+    match (group, interface) {
+        (SocketAddr::V4(group), IpAddr::V4(interface)) => {
+            socket.join_multicast_v4(group.ip(), &interface)?;
+        }
+        (SocketAddr::V6(group), _) => socket.join_multicast_v6(group.ip(), group.scope_id())?,
+        _ => {
+            return Err(io::Error::other(
+                "the group and the interface are of two families",
+            ));
+        }
+    }
     Ok(socket.into())
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use self::fetch::Fetcher;
 use crate::Instance;
 use crate::api::{
     FileInfo, Found, HeldEverywhere, Located, NameQuery, NodeRoute, Registration, Remote, Route,
@@ -78,6 +79,8 @@ pub struct NodeService {
     /// Every holder of what it serves, for the downloads' `Link` headers, the Metalink
     /// documents and `?all=true`.
     mirrors: Mirrors,
+    /// Files fetched for clients that ask (`?fetch=true`).
+    fetcher: Fetcher,
     started: std::time::Instant,
     /// The name and location it registers under, known once it listens.
     identity: std::sync::OnceLock<(String, String)>,
@@ -157,9 +160,16 @@ impl NodeService {
             metrics: Metrics::new(),
             holders: crate::client::agent(HOLDER_CHECK_TIMEOUT),
             mirrors: Mirrors::start(supernodes.clone()),
+            fetcher: Fetcher::new(0),
             started: std::time::Instant::now(),
             identity: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Fetching files of up to `max_bytes` for clients that ask (`FETCH_MAX_BYTES`).
+    pub fn with_fetch_max_bytes(mut self, max_bytes: u64) -> NodeService {
+        self.fetcher = Fetcher::new(max_bytes);
+        self
     }
 
     /// The current catalog (a request keeps the one it started with).
@@ -255,9 +265,38 @@ impl NodeService {
         Ok(Reply::data(302, entity::RESOURCE, &Remote { id, info }).with_location(url))
     }
 
+    /// `GET resources/<id>/content?fetch=true` of a file held elsewhere: fetched from every
+    /// holder and served from here.
+    fn fetched(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
+        let info = self
+            .supernodes
+            .search_all(id)?
+            .ok_or_else(|| ApiError::NotFound(format!("resource {id} not found")))?
+            .every_location();
+        let me = self.identity.get().map(|(_, location)| location.as_str());
+        // Only a plain host:port goes into a URL; never this node itself.
+        let holders: Vec<String> = info
+            .locations
+            .into_iter()
+            .filter(|l| crate::wire::check_location(l).is_ok() && Some(l.as_str()) != me)
+            .collect();
+        if holders.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "resource {id} has no holder this node can fetch it from"
+            )));
+        }
+        let (file, metadata) = self.fetcher.fetch(id, holders)?;
+        let name = info.name.unwrap_or_else(|| id.to_string());
+        // Unlinked and checked whole: nobody can change it under the answer.
+        crate::content::reply(request, id, &name, (file, metadata), Box::new(|_| true))
+    }
+
     fn content(&self, request: &Request, id: ResourceId) -> Result<Reply, ApiError> {
         let catalog = self.catalog();
         let Some(resource) = catalog.get(&id) else {
+            if request.query_param("fetch").as_deref() == Some("true") {
+                return self.fetched(request, id);
+            }
             return self.resource(id, "/content", false);
         };
         // The path comes from the catalog, never from the request.
@@ -393,11 +432,10 @@ pub fn start(config: NodeConfig) -> Result<Instance, Error> {
         config.supernode_timeout,
         config.cluster_keys.clone(),
     ));
-    let service = Arc::new(NodeService::new(
-        catalog.clone(),
-        upstream.clone(),
-        config.http.max_ids,
-    ));
+    let service = Arc::new(
+        NodeService::new(catalog.clone(), upstream.clone(), config.http.max_ids)
+            .with_fetch_max_bytes(config.fetch_max_bytes),
+    );
 
     let shutdown = Shutdown::new();
     let http = HttpServer::start(
@@ -557,6 +595,7 @@ fn registration_body(name: &str, location: &str, catalog: &Catalog) -> Vec<u8> {
     serde_json::to_vec(&registration).unwrap_or_default()
 }
 
+mod fetch;
 mod mirrors;
 #[cfg(test)]
 mod tests;

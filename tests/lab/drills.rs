@@ -754,7 +754,7 @@ pub fn drill_7(keying: Keying) {
     let folders: Vec<Folder> = (0..3)
         .map(|_| Folder::with(&[("swarm.bin", &content)]))
         .collect();
-    let api = supernode_api(5000);
+    let api = lab.supernode_api(5000);
     let holders = ["holder2", "holder3", "holder4"];
     for (i, name) in holders.iter().enumerate() {
         let h = i + 2;
@@ -863,4 +863,94 @@ pub fn drill_7(keying: Keying) {
         note("drill 7: aria2c is not installed (make test-tools installs it): its part skipped");
     }
     verdicts(&results);
+}
+
+/// Drill 8: the seed's demonstration on an IPv6-only LAN (no IPv4 address in any namespace,
+/// the group `[ff12::230]:4321` joined on each host's `eth0`): a 302 across supernodes found
+/// by a multicast search, the download through it checked, a name search, and node3 killed:
+/// gone from the alive list and the other supernode's searches within the liveness bounds.
+pub fn drill_8(keying: Keying) {
+    let label = keying.label();
+    header(&format!(
+        "drill 8 ({label}): the seed's demonstration on an IPv6-only LAN"
+    ));
+    let mut lab = Lab::seed_ipv6(keying);
+    let v4 = lab.exec(1, &["ip", "-4", "-o", "addr"]) + &lab.exec(2, &["ip", "-4", "-o", "addr"]);
+    let no_v4 = (
+        v4.trim().is_empty(),
+        format!(
+            "drill 8 ({label}): IPv4 addresses in host-1 and host-2: {}",
+            if v4.trim().is_empty() {
+                "none"
+            } else {
+                v4.trim()
+            }
+        ),
+    );
+    let loc3 = lab.loc("node3");
+    let id = lab.ids.node3[1].clone();
+    let node1 = lab.url("node1");
+    let answer = lab.get(2, &format!("{node1}/api/node/resources/{id}"));
+    let got = answer.info_location().unwrap_or_default();
+    let to = answer.location.clone().unwrap_or_default();
+    let content = lab.on(2, || {
+        download(&format!("{node1}/api/node/resources/{id}/content"))
+    });
+    let sum = content.as_deref().map(sha256);
+    let found = (
+        answer.status == 302
+            && got == loc3
+            && to.starts_with(&format!("http://{loc3}/"))
+            && sum.as_deref() == Some(id.as_str()),
+        format!(
+            "drill 8 ({label}): node1 (host-2) finds {} (registered at supernode2) at {got} \
+             through supernode1's search on the IPv6 group: {} to {} (want 302 to {loc3}); \
+             downloaded through node1: sha256 {}",
+            short(&id),
+            answer.code(),
+            to.replace(id.as_str(), &format!("{}...", short(&id))),
+            sum.as_deref().map_or("none (no download)", short),
+        ),
+    );
+    let name = lab.ids.names[&id].clone();
+    let named = lab.get(
+        1,
+        &format!(
+            "{}/api/supernode/search?file_name={name}",
+            lab.url("supernode1")
+        ),
+    );
+    let by_name = (
+        named.name_locations(&id).contains(&loc3),
+        format!(
+            "drill 8 ({label}): supernode1's name search for {name:?} names {:?} (want {loc3})",
+            named.name_locations(&id)
+        ),
+    );
+    lab.kill("node3");
+    let t0 = Instant::now();
+    let (mut t_alive, mut t_search) = (None, None);
+    while (t_alive.is_none() || t_search.is_none()) && t0.elapsed() < Duration::from_secs(25) {
+        if t_alive.is_none() && lab.alive("supernode2").is_some_and(|l| !l.contains(&loc3)) {
+            t_alive = Some(t0.elapsed());
+        }
+        if t_search.is_none() && lab.search("supernode1", &id).status == 404 {
+            t_search = Some(t0.elapsed());
+        }
+        std::thread::sleep(POLL);
+    }
+    let hi = Duration::from_millis(15_500) + lab.watch.between(t0, Instant::now());
+    let within =
+        |t: Option<Duration>| t.is_some_and(|t| Duration::from_millis(4800) <= t && t <= hi);
+    let gone = (
+        within(t_alive) && within(t_search),
+        format!(
+            "drill 8 ({label}): node3 killed: gone from supernode2's alive list after {} and \
+             from supernode1's searches after {} (bounds 4.8 s-{})",
+            secs_or_never(t_alive),
+            secs_or_never(t_search),
+            secs(hi)
+        ),
+    );
+    verdicts(&[no_v4, found, by_name, gone]);
 }

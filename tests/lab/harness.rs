@@ -437,10 +437,8 @@ fn fresh_key() -> Folder {
     folder
 }
 
-/// `http://192.168.35.10:5000/api/supernode`: host-1's supernode on `port`.
-pub fn supernode_api(port: u16) -> String {
-    format!("http://{}:{port}/api/supernode", Lan::ip(1))
-}
+/// The group of an IPv6-only lab's supernodes: link-local scope, transient.
+pub const GROUP6: &str = "[ff12::230]:4321";
 
 impl Lab {
     /// `hosts` hosts on a LAN of their own, nothing running yet.
@@ -471,6 +469,13 @@ impl Lab {
         }
     }
 
+    /// `http://192.168.35.10:5000/api/supernode` (`http://[fd00:35::a]:5000/...` on IPv6):
+    /// host-1's supernode on `port`.
+    pub fn supernode_api(&self, port: u16) -> String {
+        let at = std::net::SocketAddr::new(self.lan.addr(1), port);
+        format!("http://{at}/api/supernode")
+    }
+
     /// Limits what host `h` sends to `mbit` Mbit/s (tc).
     pub fn limit_uplink(&self, h: usize, mbit: u32) {
         self.lan.limit_uplink(h, mbit);
@@ -491,7 +496,17 @@ impl Lab {
     /// The seed's topology on a LAN of `hosts` hosts (4 and up are free for the drill), the
     /// supernodes started with `env` over the defaults.
     pub fn seed_on(keying: Keying, hosts: usize, env: &[(&str, &str)]) -> Lab {
-        let mut lab = Lab::new(keying, hosts);
+        Lab::new(keying, hosts).seed_in(env)
+    }
+
+    /// [`Lab::seed`] on an IPv6-only LAN of 4 hosts (no IPv4 address anywhere), the
+    /// supernodes in the group [`GROUP6`].
+    pub fn seed_ipv6(keying: Keying) -> Lab {
+        Lab::with_lan(keying, || Lan::ipv6_only(4)).seed_in(&[("MULTICAST_GROUP_SIZE", "2")])
+    }
+
+    fn seed_in(self, env: &[(&str, &str)]) -> Lab {
+        let mut lab = self;
         let size = env;
         lab.start("supernode1", 1, "supernode", 5000, size);
         lab.start("supernode2", 1, "supernode", 5001, size);
@@ -559,7 +574,7 @@ impl Lab {
 
     /// The seed's three nodes, with `extra` settings, each waited for at its supernode.
     fn start_nodes(&mut self, extra: &[(&str, &str)]) {
-        let (sn1, sn2) = (supernode_api(5000), supernode_api(5001));
+        let (sn1, sn2) = (self.supernode_api(5000), self.supernode_api(5001));
         for (name, host, port, api) in [
             ("node1", 2, 8000, &sn1),
             ("node2", 3, 8000, &sn1),
@@ -610,12 +625,15 @@ impl Lab {
         let spec = &self.specs[name];
         let mut launch = Launch::instance(name, spec.role)
             .netns(self.lan.ns(spec.host))
-            .env("LHOST", &Lan::ip(spec.host).to_string())
+            .env("LHOST", &self.lan.addr(spec.host).to_string())
             .env("LPORT", &spec.port.to_string())
             .env("LOG_LEVEL", "info");
         if spec.role == "supernode" {
             // The default, said out loud: the group's datagrams never leave the LAN.
             launch = launch.env("MULTICAST_TTL", "1");
+            if self.lan.is_ipv6_only() {
+                launch = launch.env("MULTICAST_LOCATION", GROUP6);
+            }
         }
         if let Some(key) = &self.key {
             launch = launch.env(
@@ -654,10 +672,18 @@ impl Lab {
         self.specs[name].host
     }
 
-    /// `192.168.35.12:8001`: where `name` listens (running or not).
+    /// `192.168.35.12:8001` (`[fd00:35::c]:8001` on IPv6): where `name` listens (running or
+    /// not).
     pub fn loc(&self, name: &str) -> String {
         let spec = &self.specs[name];
-        format!("{}:{}", Lan::ip(spec.host), spec.port)
+        std::net::SocketAddr::new(self.lan.addr(spec.host), spec.port).to_string()
+    }
+
+    /// Runs `command` in host `h`'s namespace: its standard output.
+    pub fn exec(&self, h: usize, command: &[&str]) -> String {
+        self.lan
+            .exec(h, command, None)
+            .unwrap_or_else(|e| panic!("{command:?} in host-{h}: {e}"))
     }
 
     pub fn url(&self, name: &str) -> String {

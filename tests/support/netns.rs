@@ -31,6 +31,15 @@ impl Lan {
             .unwrap_or_else(|e| panic!("make a LAN of {hosts} hosts: {e}")))
     }
 
+    /// [`Lan::new`] with IPv6 addresses alone (`fd00:35::(9 + h)/64`, no IPv4 address in any of
+    /// its namespaces, 127.0.0.1 included): [`superpeer_lan::Lan::addr`] gives them.
+    pub fn ipv6_only(hosts: usize) -> Lan {
+        Lan(builder()
+            .ipv6_only()
+            .one_site(hosts)
+            .unwrap_or_else(|e| panic!("make an IPv6-only LAN of {hosts} hosts: {e}")))
+    }
+
     /// Two sites of `hosts` hosts each: 1..=hosts on site A (192.168.35.0/24), 11..=10+hosts
     /// on site B (192.168.36.0/24), each host's default route through the router.
     pub fn two_sites(hosts: usize) -> Lan {

@@ -2,7 +2,7 @@
 //! and the clean-ups that find LANs by name ([`delete_named`], [`delete_owned_by`], and the
 //! sweep of dead processes' LANs every owned LAN begins with).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,6 +18,7 @@ pub struct Builder {
     sweep: bool,
     /// The binaries whose processes that sweep may stop.
     stops: Vec<PathBuf>,
+    ipv6_only: bool,
 }
 
 impl Builder {
@@ -26,6 +27,15 @@ impl Builder {
     /// they are left running in a namespace without a name.
     pub fn sweep_stops(mut self, binary: impl Into<PathBuf>) -> Builder {
         self.stops.push(binary.into());
+        self
+    }
+
+    /// Addresses the hosts (and the router) with IPv6 alone: `fd00:35::(9 + h)/64` (site B
+    /// `fd00:36::`, [`name::host_ip6`]), no IPv4 address anywhere, not even 127.0.0.1 on the
+    /// namespaces' loopback (`::1` stays). Duplicate address detection is off: the addresses
+    /// are usable at once.
+    pub fn ipv6_only(mut self) -> Builder {
+        self.ipv6_only = true;
         self
     }
 
@@ -55,9 +65,10 @@ impl Builder {
         lan.make_switch(&switch_a)?;
         lan.make_switch(&switch_b)?;
         lan.make_ns(&router)?;
+        let v6 = lan.ipv6_only;
         for (switch, side, gateway) in [
-            (&switch_a, "to-a", GATEWAYS[0]),
-            (&switch_b, "to-b", GATEWAYS[1]),
+            (&switch_a, "to-a", gateway(v6, 0)),
+            (&switch_b, "to-b", gateway(v6, 1)),
         ] {
             // Born in the switch's namespace, its peer moved straight into the router's.
             ip(&[
@@ -66,23 +77,16 @@ impl Builder {
             ])?;
             ip(&["-n", switch, "link", "set", "r", "master", "br0"])?;
             ip(&["-n", switch, "link", "set", "r", "up"])?;
-            ip(&[
-                "-n",
-                &router,
-                "addr",
-                "add",
-                &format!("{gateway}/24"),
-                "dev",
-                side,
-            ])?;
+            lan.add_address(&router, &gateway, side)?;
             ip(&["-n", &router, "link", "set", side, "up"])?;
         }
         // /proc/sys/net is the namespace's own inside `ip netns exec`.
-        lan.exec_in(
-            &router,
-            &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
-            None,
-        )?;
+        let forward = if v6 {
+            "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"
+        } else {
+            "echo 1 > /proc/sys/net/ipv4/ip_forward"
+        };
+        lan.exec_in(&router, &["sh", "-c", forward], None)?;
         for h in (1..=hosts).chain(SITE_HOSTS + 1..=SITE_HOSTS + hosts) {
             let site = name::site(h);
             let switch = if site == 0 { &switch_a } else { &switch_b };
@@ -94,7 +98,7 @@ impl Builder {
                 "add",
                 "default",
                 "via",
-                &GATEWAYS[site].to_string(),
+                &gateway(v6, site),
             ])?;
         }
         Ok(lan)
@@ -116,6 +120,7 @@ impl Builder {
             prefix,
             hosts: Vec::new(),
             two_sites: false,
+            ipv6_only: self.ipv6_only,
             made: Vec::new(),
             keep: false,
         })
@@ -133,6 +138,7 @@ pub struct Lan {
     /// Host number and namespace.
     hosts: Vec<(usize, String)>,
     two_sites: bool,
+    ipv6_only: bool,
     /// Every namespace made, in order.
     made: Vec<String>,
     keep: bool,
@@ -154,6 +160,7 @@ impl Lan {
             prefix: Ok(Prefix::owned(pid, NEXT.fetch_add(1, Ordering::Relaxed))),
             sweep: true,
             stops: Vec::new(),
+            ipv6_only: false,
         }
     }
 
@@ -165,6 +172,7 @@ impl Lan {
             prefix: Prefix::fixed(prefix),
             sweep: false,
             stops: Vec::new(),
+            ipv6_only: false,
         }
     }
 
@@ -187,6 +195,21 @@ impl Lan {
     /// Host `h`'s address ([`name::host_ip`]).
     pub fn ip(h: usize) -> Ipv4Addr {
         name::host_ip(h)
+    }
+
+    /// Host `h`'s address on this LAN: [`name::host_ip6`] on an IPv6-only one, else
+    /// [`name::host_ip`].
+    pub fn addr(&self, h: usize) -> IpAddr {
+        if self.ipv6_only {
+            IpAddr::V6(name::host_ip6(h))
+        } else {
+            IpAddr::V4(name::host_ip(h))
+        }
+    }
+
+    /// Whether the LAN has IPv6 addresses alone ([`Builder::ipv6_only`]).
+    pub fn is_ipv6_only(&self) -> bool {
+        self.ipv6_only
     }
 
     /// Host `h`'s namespace.
@@ -246,11 +269,28 @@ impl Lan {
         sys::run("ip", &args, input)
     }
 
-    /// A namespace, recorded (for the drop) once it exists, with its loopback up.
+    /// A namespace, recorded (for the drop) once it exists, with its loopback up (on an
+    /// IPv6-only LAN without 127.0.0.1).
     fn make_ns(&mut self, ns: &str) -> Result<(), Error> {
         ip(&["netns", "add", ns])?;
         self.made.push(ns.into());
-        ip(&["-n", ns, "link", "set", "lo", "up"]).map(drop)
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        if self.ipv6_only {
+            ip(&["-n", ns, "addr", "del", "127.0.0.1/8", "dev", "lo"])?;
+        }
+        Ok(())
+    }
+
+    /// `address` (an IPv4 or IPv6 one, without its prefix length) on `dev` in `ns`: /24 or
+    /// /64, an IPv6 one without duplicate address detection (usable at once).
+    fn add_address(&self, ns: &str, address: &str, dev: &str) -> Result<(), Error> {
+        if address.contains(':') {
+            let address = format!("{address}/64");
+            ip(&["-n", ns, "addr", "add", &address, "dev", dev, "nodad"]).map(drop)
+        } else {
+            let address = format!("{address}/24");
+            ip(&["-n", ns, "addr", "add", &address, "dev", dev]).map(drop)
+        }
     }
 
     /// A namespace holding a bridge `br0` that floods multicast (the switch of one LAN).
@@ -285,11 +325,22 @@ impl Lan {
         ])?;
         ip(&["-n", switch, "link", "set", &port, "master", "br0"])?;
         ip(&["-n", switch, "link", "set", &port, "up"])?;
-        let address = format!("{}/24", name::host_ip(h));
-        ip(&["-n", &ns, "addr", "add", &address, "dev", "eth0"])?;
+        self.add_address(&ns, &self.addr(h).to_string(), "eth0")?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        // IPv6 groups are routed on every multicast interface by the kernel itself.
+        if !self.ipv6_only {
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        }
         Ok(ns)
+    }
+}
+
+/// The router's address on `site` (0 or 1), of the LAN's family.
+fn gateway(ipv6_only: bool, site: usize) -> String {
+    if ipv6_only {
+        name::GATEWAYS6[site].to_string()
+    } else {
+        GATEWAYS[site].to_string()
     }
 }
 

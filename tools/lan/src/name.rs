@@ -6,7 +6,7 @@
 //! `spt<pid>-<n>`; once that process is gone, the next LAN made by anyone deletes it. Any other
 //! prefix (make lab's `sp`) is the caller's to find and delete.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The start of every owned prefix: `spt<pid>-<n>`.
 const OWNED: &str = "spt";
@@ -134,6 +134,25 @@ pub const GATEWAYS: [Ipv4Addr; 2] = [
 pub fn is_lan_address(ip: Ipv4Addr) -> bool {
     matches!(ip.octets(), [192, 168, 35 | 36, _])
 }
+
+/// Host `h`'s address on an IPv6-only LAN ([`crate::Builder::ipv6_only`]): `fd00:35::(9 + h)`
+/// (in hex) for hosts 1..=10, `fd00:36::(h - 1)` for 11..=20: unique local addresses, the
+/// IPv4 plan's numbers.
+///
+/// # Panics
+/// For a host number out of 1..=20.
+pub fn host_ip6(h: usize) -> Ipv6Addr {
+    let v4 = host_ip(h).octets();
+    // 35 -> 0x35: the site reads the same in both plans.
+    let site = 0x35 + u16::from(v4[2] - 35);
+    Ipv6Addr::new(0xfd00, site, 0, 0, 0, 0, 0, u16::from(v4[3]))
+}
+
+/// The router's address on each side of an IPv6-only two-site LAN.
+pub const GATEWAYS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0xfd00, 0x35, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0xfd00, 0x36, 0, 0, 0, 0, 0, 1),
+];
 
 /// Which site host `h` is on: 0 (A) or 1 (B).
 pub fn site(h: usize) -> usize {
