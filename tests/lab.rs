@@ -50,6 +50,7 @@ open_and_keyed! {
     drill_6_two_sites_joined_by_peers_across_a_router => drill_6,
     drill_7_a_download_from_three_holders_outlives_one => drill_7,
     drill_8_the_seed_s_demonstration_on_an_ipv6_only_lan => drill_8,
+    drill_9_two_ipv6_only_sites_joined_by_peers_across_a_router => drill_9,
 }
 
 use std::collections::BTreeMap;
@@ -583,4 +584,94 @@ fn a_node_stopped_with_sigterm_is_gone_from_every_supernode_within_a_second() {
             gone.map_or("never".to_string(), |took| format!("{took:.2?}")),
         ),
     );
+}
+
+/// SPEC 10: one supernode serves nodes of both families over HTTP. On a host of its own
+/// (a namespace: binding `::` there reaches nothing but itself and the lab), a supernode with
+/// `LHOST=::` takes node4 on 127.0.0.1 and node6 on ::1: both registered under their own
+/// spelling (an IPv4 client is never `::ffff:127.0.0.1`), both checked alive, each found
+/// through the other with a 302 to it.
+#[test]
+#[ignore = "needs root and network namespaces: make lab-test"]
+fn one_supernode_serves_nodes_of_both_families() {
+    assert!(netns::is_root(), "run it as root (make lab-test)");
+    let lan = Lan::new(1);
+    let ns = lan.ns(1).to_string();
+    let supernode = Launch::supernode("dual", GROUP, 1)
+        .netns(&ns)
+        .env("LHOST", "::")
+        .env("MULTICAST_INTERFACE", &Lan::ip(1).to_string())
+        .env("LIVENESS_PERIOD_MS", "200")
+        .start();
+    let contents: [&[u8]; 2] = [b"held by the IPv4 node\n", b"held by the IPv6 node\n"];
+    let folders = [
+        Folder::with(&[("four.txt", contents[0])]),
+        Folder::with(&[("six.txt", contents[1])]),
+    ];
+    let node = |name: &str, folder: &Folder, host: &str, endpoint: &str| {
+        Launch::node(name, &folder.path, &[endpoint])
+            .netns(&ns)
+            .env("LHOST", host)
+            .start()
+    };
+    let port = supernode.url().rsplit(':').next().unwrap().to_string();
+    let node4 = node(
+        "node4",
+        &folders[0],
+        "127.0.0.1",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    let node6 = node("node6", &folders[1], "::1", &format!("http://[::1]:{port}"));
+    let (loc4, loc6) = (node4.location(), node6.location());
+    assert!(
+        loc4.starts_with("127.0.0.1:") && loc6.starts_with("[::1]:"),
+        "{loc4} {loc6}"
+    );
+    lan.on(1, || {
+        let at = format!("http://127.0.0.1:{port}");
+        wait_until("both nodes alive", Duration::from_secs(20), || {
+            let alive = get(&format!("{at}/api/supernode/alive")).json();
+            let listed: Vec<&str> = alive["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["location"].as_str())
+                .collect();
+            listed.contains(&loc4.as_str()) && listed.contains(&loc6.as_str())
+        });
+        // Each node's file, asked of the other: a 302 to its holder, in its own family.
+        for (asked, id, holder) in [
+            (&node6, sha256(contents[0]), &loc4),
+            (&node4, sha256(contents[1]), &loc6),
+        ] {
+            let answer = get(&format!(
+                "http://{}/api/node/resources/{id}",
+                asked.location()
+            ));
+            assert_eq!(
+                answer.status,
+                302,
+                "{}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            let to = answer.location.unwrap();
+            assert!(to.starts_with(&format!("http://{holder}/")), "{to}");
+            let content = get(&format!("{to}/content"));
+            assert_eq!(sha256(&content.body), id);
+        }
+        // Both stay alive across liveness sweeps: the checks reach both families.
+        let checks = |result: &str| {
+            let text = String::from_utf8(get(&format!("{at}/metrics")).body).unwrap();
+            let series = format!("superpeer_health_checks_total{{result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+        };
+        wait_until("six health checks", Duration::from_secs(20), || {
+            checks("ok") >= 6.0
+        });
+        assert_eq!(checks("missed"), 0.0);
+        let alive = get(&format!("{at}/api/supernode/alive")).json();
+        assert_eq!(alive["data"].as_array().map(Vec::len), Some(2), "{alive}");
+    });
 }

@@ -585,11 +585,29 @@ fn time_until(bound: Duration, mut check: impl FnMut() -> bool) -> Option<Durati
 /// download cross the router; with the router's link cut, searches end within the time-out
 /// (and, once the peer has missed 3 pings, at once), and they find again when it is back.
 pub fn drill_6(keying: Keying) {
+    two_sites(keying, false);
+}
+
+/// Drill 9: drill 6 on two IPv6-only sites (`PEERS=[fd00:36::a]:4321`).
+pub fn drill_9(keying: Keying) {
+    two_sites(keying, true);
+}
+
+fn two_sites(keying: Keying, ipv6: bool) {
     let label = keying.label();
+    let drill = if ipv6 {
+        "drill 9 (IPv6 only)"
+    } else {
+        "drill 6"
+    };
     header(&format!(
-        "drill 6 ({label}): two sites joined by a router that forwards unicast, not multicast"
+        "{drill} ({label}): two sites joined by a router that forwards unicast, not multicast"
     ));
-    let mut lab = Lab::two_sites(keying);
+    let mut lab = if ipv6 {
+        Lab::two_sites_ipv6(keying)
+    } else {
+        Lab::two_sites(keying)
+    };
     let (id1, id3, nobody) = (
         lab.ids.node1[0].clone(),
         lab.ids.node3[0].clone(),
@@ -597,8 +615,8 @@ pub fn drill_6(keying: Keying) {
     );
     let supernodes = |lab: &mut Lab, peers: bool| {
         let (a, b) = (
-            format!("{}:4321", crate::support::netns::Lan::ip(1)),
-            format!("{}:4321", crate::support::netns::Lan::ip(11)),
+            std::net::SocketAddr::new(lab.addr(1), 4321).to_string(),
+            std::net::SocketAddr::new(lab.addr(11), 4321).to_string(),
         );
         for (name, host, peer) in [("supernode1", 1, b), ("supernode2", 11, a)] {
             let mut env = vec![("MULTICAST_GROUP_SIZE", "2")];
@@ -614,8 +632,8 @@ pub fn drill_6(keying: Keying) {
     for (name, host, supernode_host) in [("node1", 2, 1), ("node3", 12, 11)] {
         let folder = resources(name);
         let api = format!(
-            "http://{}:5000/api/supernode",
-            crate::support::netns::Lan::ip(supernode_host)
+            "http://{}/api/supernode",
+            std::net::SocketAddr::new(lab.addr(supernode_host), 5000)
         );
         let env = [
             ("SUPERNODE_ENDPOINT", api.as_str()),
@@ -635,7 +653,7 @@ pub fn drill_6(keying: Keying) {
     let without = (
         apart.status == 404 && lab.in_time(&apart),
         format!(
-            "drill 6 ({label}): without PEERS, supernode1 (site A) asked for node3's file (site \
+            "{drill} ({label}): without PEERS, supernode1 (site A) asked for node3's file (site \
              B): {} in {} (want 404: multicast does not cross the router)",
             apart.code(),
             secs3(apart.took)
@@ -666,7 +684,7 @@ pub fn drill_6(keying: Keying) {
             && negative.status == 404
             && negative.took < SEARCH_TIMEOUT,
         format!(
-            "drill 6 ({label}): with PEERS, each site finds the other's file {} after the \
+            "{drill} ({label}): with PEERS, each site finds the other's file {} after the \
              supernodes started (bound 20 s); node1 (site A) downloads node3's file through a \
              302 across the router: sha256 {} (want {}); a negative search at supernode1: {} \
              in {} (before the time-out: site B's summary, or its 22, came back by unicast){}",
@@ -699,7 +717,7 @@ pub fn drill_6(keying: Keying) {
     let cut = (
         late.is_empty() && quick.is_some(),
         format!(
-            "drill 6 ({label}): router cut off site A: {searches} searches at supernode1 for \
+            "{drill} ({label}): router cut off site A: {searches} searches at supernode1 for \
              node3's file, every one 404 within the time-out ({} late or wrong: {late:?}); \
              they stopped waiting for supernode2 after {} (bound 30 s: 3 missed pings, 5 s \
              apart){}",
@@ -719,7 +737,7 @@ pub fn drill_6(keying: Keying) {
     let back = (
         again.is_some() && exited.is_empty(),
         format!(
-            "drill 6 ({label}): router back: node3's file found from site A again after {} \
+            "{drill} ({label}): router back: node3's file found from site A again after {} \
              (bound 20 s: the next ping); instances that exited: {exited:?} (want none){}",
             secs_or_never(again),
             lab.watch.note(t_back, Instant::now())

@@ -452,6 +452,11 @@ impl Lab {
         Lab::with_lan(keying, || Lan::two_sites(2))
     }
 
+    /// [`Lab::two_sites`] with IPv6 addresses alone (`fd00:35::/64` and `fd00:36::/64`).
+    pub fn two_sites_ipv6(keying: Keying) -> Lab {
+        Lab::with_lan(keying, || Lan::two_sites_ipv6(2))
+    }
+
     fn with_lan(keying: Keying, lan: impl FnOnce() -> Lan) -> Lab {
         assert!(
             netns::is_root(),
@@ -502,7 +507,22 @@ impl Lab {
     /// [`Lab::seed`] on an IPv6-only LAN of 4 hosts (no IPv4 address anywhere), the
     /// supernodes in the group [`GROUP6`].
     pub fn seed_ipv6(keying: Keying) -> Lab {
-        Lab::with_lan(keying, || Lan::ipv6_only(4)).seed_in(&[("MULTICAST_GROUP_SIZE", "2")])
+        Lab::seed_ipv6_on(keying, 4, &[("MULTICAST_GROUP_SIZE", "2")])
+    }
+
+    /// [`Lab::seed_on`] on an IPv6-only LAN.
+    pub fn seed_ipv6_on(keying: Keying, hosts: usize, env: &[(&str, &str)]) -> Lab {
+        Lab::with_lan(keying, || Lan::ipv6_only(hosts)).seed_in(env)
+    }
+
+    /// Host `h`'s address, of the LAN's family.
+    pub fn addr(&self, h: usize) -> std::net::IpAddr {
+        self.lan.addr(h)
+    }
+
+    /// Whether the LAN has IPv6 addresses alone.
+    pub fn is_ipv6(&self) -> bool {
+        self.lan.is_ipv6_only()
     }
 
     fn seed_in(self, env: &[(&str, &str)]) -> Lab {

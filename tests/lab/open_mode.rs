@@ -3,11 +3,16 @@
 //! host-5 is the victim whose address it forges, counting every byte and connection that
 //! reaches it; the seed's layout on hosts 1-3 runs at the default settings (the group's size
 //! unknown, summaries on) while a client on host-2 checks every answer. Each drill prints its
-//! figures on its `PASS`/`FAIL` lines (`make attack` collects them).
+//! figures on its `PASS`/`FAIL` lines (`make attack` collects them). The reflection and the
+//! forged summaries run on an IPv4 LAN and on an IPv6-only one; the tar pits need a seed
+//! supernode, which is IPv4-only.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
+    UdpSocket,
+};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +27,8 @@ use crate::support::{Folder, Peer, answers_to_query, sha256, wait_until};
 
 /// The seed's group: the LAN is the drill's own.
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(230, 0, 0, 0), 4321);
+/// An IPv6-only lab's group ([`super::harness::GROUP6`]).
+const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0, 0x230);
 const ATTACKER: usize = 4;
 const VICTIM: usize = 5;
 /// Where the victim counts what comes to it: datagrams, and connections.
@@ -30,9 +37,51 @@ const VICTIM_TCP: u16 = 9998;
 /// How long each attack lasts while the client checks its answers.
 const ATTACK: Duration = Duration::from_secs(8);
 
-/// The seed's layout at the defaults on 5 hosts: nothing but the lab's own settings.
-fn lab() -> Lab {
-    Lab::seed_on(Keying::Open, 5, &[])
+/// The seed's layout at the defaults on 5 hosts: nothing but the lab's own settings; on an
+/// IPv6-only LAN when `ipv6`.
+fn lab(ipv6: bool) -> Lab {
+    if ipv6 {
+        Lab::seed_ipv6_on(Keying::Open, 5, &[])
+    } else {
+        Lab::seed_on(Keying::Open, 5, &[])
+    }
+}
+
+/// The index of `eth0` in the calling thread's namespace (from its own view of /proc: a
+/// thread that entered a namespace sees it under /proc/thread-self, not /proc/self).
+fn eth0_index() -> u32 {
+    let list = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap();
+    list.lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.last() == Some(&"eth0")).then(|| u32::from_str_radix(fields[1], 16).unwrap())
+        })
+        .expect("no IPv6 address on eth0")
+}
+
+/// The group as a socket of the calling thread's host sends to it.
+fn group(lab: &Lab) -> SocketAddr {
+    if lab.is_ipv6() {
+        SocketAddr::V6(SocketAddrV6::new(GROUP6, GROUP.port(), 0, eth0_index()))
+    } else {
+        SocketAddr::V4(GROUP)
+    }
+}
+
+/// A made-up host of the LAN (`n` < 100): `192.168.35.(100 + n)` or `fd00:35::(100 + n)`.
+fn made_up_host(lab: &Lab, n: u8) -> IpAddr {
+    match lab.addr(1) {
+        IpAddr::V4(_) => Ipv4Addr::new(192, 168, 35, 100 + n).into(),
+        IpAddr::V6(_) => Ipv6Addr::new(0xfd00, 0x35, 0, 0, 0, 0, 0, 100 + u16::from(n)).into(),
+    }
+}
+
+/// The loopback of the LAN's family.
+fn loopback(lab: &Lab) -> IpAddr {
+    match lab.addr(1) {
+        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    }
 }
 
 /// Sends UDP datagrams from any source address: a raw socket whose packets carry an IP
@@ -43,42 +92,113 @@ struct Spoofer {
 }
 
 impl Spoofer {
-    fn new() -> Spoofer {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap();
-        socket.set_header_included_v4(true).unwrap();
-        socket.set_multicast_if_v4(&Lan::ip(ATTACKER)).unwrap();
+    /// For the attacker's host of `lab` (call it from a thread inside it).
+    fn new(lab: &Lab) -> Spoofer {
+        let socket = match lab.addr(ATTACKER) {
+            IpAddr::V4(ip) => {
+                let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap();
+                socket.set_header_included_v4(true).unwrap();
+                socket.set_multicast_if_v4(&ip).unwrap();
+                socket
+            }
+            IpAddr::V6(_) => {
+                // IPPROTO_RAW: the packet is sent as written, IPv6 header and all.
+                let socket =
+                    Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(255))).unwrap();
+                socket.set_multicast_if_v6(eth0_index()).unwrap();
+                socket
+            }
+        };
         Spoofer { socket }
     }
 
-    /// `payload` from `src` to `dst`; returns its length.
-    fn send(&self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> usize {
-        let total = (20 + 8 + payload.len()) as u16;
-        let ttl = if dst.ip().is_multicast() { 1 } else { 64 };
-        let mut packet = vec![0x45, 0];
-        packet.extend_from_slice(&total.to_be_bytes());
-        // Id and checksum are the kernel's to fill in; the UDP checksum is optional on IPv4.
-        packet.extend_from_slice(&[0, 0, 0x40, 0, ttl, 17, 0, 0]);
-        packet.extend_from_slice(&src.ip().octets());
-        packet.extend_from_slice(&dst.ip().octets());
-        packet.extend_from_slice(&src.port().to_be_bytes());
-        packet.extend_from_slice(&dst.port().to_be_bytes());
-        packet.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-        packet.extend_from_slice(&[0, 0]);
-        packet.extend_from_slice(payload);
-        let _ = self.socket.send_to(&packet, &SocketAddr::V4(dst).into());
+    /// `payload` from `src` to `dst` (one family); returns its length.
+    fn send(&self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> usize {
+        let hops = if dst.ip().is_multicast() { 1 } else { 64 };
+        let udp_len = (8 + payload.len()) as u16;
+        let mut udp = Vec::with_capacity(usize::from(udp_len));
+        udp.extend_from_slice(&src.port().to_be_bytes());
+        udp.extend_from_slice(&dst.port().to_be_bytes());
+        udp.extend_from_slice(&udp_len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(payload);
+        let packet = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => {
+                let mut packet = vec![0x45, 0];
+                packet.extend_from_slice(&(20 + udp_len).to_be_bytes());
+                // Id and checksum are the kernel's to fill in; the UDP checksum is optional
+                // on IPv4.
+                packet.extend_from_slice(&[0, 0, 0x40, 0, hops, 17, 0, 0]);
+                packet.extend_from_slice(&from.octets());
+                packet.extend_from_slice(&to.octets());
+                packet.extend_from_slice(&udp);
+                packet
+            }
+            (IpAddr::V6(from), IpAddr::V6(to)) => {
+                // On IPv6 the UDP checksum is required: over a pseudo-header of the addresses,
+                // the length and the protocol, then the datagram.
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&from.octets());
+                pseudo.extend_from_slice(&to.octets());
+                pseudo.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+                pseudo.extend_from_slice(&[0, 0, 0, 17]);
+                pseudo.extend_from_slice(&udp);
+                let checksum = match internet_checksum(&pseudo) {
+                    0 => 0xffff,
+                    sum => sum,
+                };
+                udp[6..8].copy_from_slice(&checksum.to_be_bytes());
+                let mut packet = vec![0x60, 0, 0, 0];
+                packet.extend_from_slice(&udp_len.to_be_bytes());
+                packet.extend_from_slice(&[17, hops]);
+                packet.extend_from_slice(&from.octets());
+                packet.extend_from_slice(&to.octets());
+                packet.extend_from_slice(&udp);
+                packet
+            }
+            _ => panic!("{src} and {dst} are of two families"),
+        };
+        // A raw socket takes no port (IPv6 refuses one that is not its protocol's).
+        let mut to = dst;
+        to.set_port(0);
+        let _ = self.socket.send_to(&packet, &to.into());
         payload.len()
     }
 }
 
+/// RFC 1071's checksum: the ones' complement of the ones' complement sum of 16-bit words.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// A socket of the attacker's own address (on `port`; 0: any), sending to the group on its
-/// host's interface.
-fn own_socket(port: u16) -> UdpSocket {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    socket.set_multicast_if_v4(&Lan::ip(ATTACKER)).unwrap();
-    socket.set_multicast_ttl_v4(1).unwrap();
-    socket
-        .bind(&SocketAddr::from((Lan::ip(ATTACKER), port)).into())
-        .unwrap();
+/// host's interface (call it from a thread inside the attacker's host).
+fn own_socket(lab: &Lab, port: u16) -> UdpSocket {
+    let ip = lab.addr(ATTACKER);
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::DGRAM,
+        None,
+    )
+    .unwrap();
+    match ip {
+        IpAddr::V4(ip) => {
+            socket.set_multicast_if_v4(&ip).unwrap();
+            socket.set_multicast_ttl_v4(1).unwrap();
+        }
+        IpAddr::V6(_) => {
+            socket.set_multicast_if_v6(eth0_index()).unwrap();
+            socket.set_multicast_hops_v6(1).unwrap();
+        }
+    }
+    socket.bind(&SocketAddr::new(ip, port).into()).unwrap();
     socket.into()
 }
 
@@ -101,7 +221,7 @@ impl Victim {
         let ready = &*Box::leak(Box::new(ready));
         scope.spawn(move || {
             netns::enter(lab.ns(VICTIM));
-            let socket = UdpSocket::bind(("0.0.0.0", VICTIM_UDP)).unwrap();
+            let socket = UdpSocket::bind((lab.addr(VICTIM), VICTIM_UDP)).unwrap();
             socket
                 .set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
@@ -115,7 +235,7 @@ impl Victim {
         });
         scope.spawn(move || {
             netns::enter(lab.ns(VICTIM));
-            let listener = TcpListener::bind(("0.0.0.0", VICTIM_TCP)).unwrap();
+            let listener = TcpListener::bind((lab.addr(VICTIM), VICTIM_TCP)).unwrap();
             listener.set_nonblocking(true).unwrap();
             ready.wait();
             while !stop.load(Ordering::Relaxed) {
@@ -141,8 +261,8 @@ impl Victim {
 }
 
 /// The victim's forged address, as the attacker writes it.
-fn victim() -> SocketAddrV4 {
-    SocketAddrV4::new(Lan::ip(VICTIM), VICTIM_UDP)
+fn victim(lab: &Lab) -> SocketAddr {
+    SocketAddr::new(lab.addr(VICTIM), VICTIM_UDP)
 }
 
 /// A supernode's own socket (where its datagrams come from) and name, from its status page.
@@ -151,10 +271,15 @@ fn peer_of(lab: &Lab, asking: &str, about: &str) -> (String, SocketAddr) {
     let answer = lab.get(1, &url);
     let doc: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     let peers = doc["data"]["peers"].as_array().cloned().unwrap_or_default();
-    let host = Lan::ip(lab.host_of(about)).to_string();
+    let host = lab.addr(lab.host_of(about));
     let found = peers
         .iter()
-        .find(|p| p["address"].as_str().unwrap_or("").starts_with(&host))
+        .find(|p| {
+            p["address"]
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .is_some_and(|a| a.ip() == host)
+        })
         .unwrap_or_else(|| panic!("{asking} does not list {about}: {peers:?}"));
     (
         found["name"].as_str().unwrap().to_string(),
@@ -270,11 +395,27 @@ fn thousand_files(lab: &mut Lab) -> Folder {
 #[test]
 #[ignore = "needs root and network namespaces: make lab-test"]
 fn forged_queries_reflect_at_most_three_times_their_bytes() {
-    header(
-        "open mode: host-4 forges queries from host-5's address (name, every holder, id, ping) \
-         and under 1,000 made-up names for 8 s, and floods name queries from its own",
-    );
-    let mut lab = lab();
+    forged_queries(false);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: make lab-test"]
+fn forged_queries_reflect_at_most_three_times_their_bytes_on_ipv6() {
+    forged_queries(true);
+}
+
+/// The LAN's family, for the headers.
+fn family(ipv6: bool) -> &'static str {
+    if ipv6 { "IPv6-only LAN" } else { "IPv4 LAN" }
+}
+
+fn forged_queries(ipv6: bool) {
+    header(&format!(
+        "open mode ({}): host-4 forges queries from host-5's address (name, every holder, id, \
+         ping) and under 1,000 made-up names for 8 s, and floods name queries from its own",
+        family(ipv6)
+    ));
+    let mut lab = lab(ipv6);
     let _files = thousand_files(&mut lab);
     let (_, s1_socket) = peer_of(&lab, "supernode2", "supernode1");
     let (_, s2_socket) = peer_of(&lab, "supernode1", "supernode2");
@@ -290,7 +431,8 @@ fn forged_queries_reflect_at_most_three_times_their_bytes() {
         // Forged from the victim's address: one of each query kind every 10 ms, to the group.
         scope.spawn(|| {
             netns::enter(lab.ns(ATTACKER));
-            let spoofer = Spoofer::new();
+            let spoofer = Spoofer::new(&lab);
+            let to = group(&lab);
             let mut tag = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 tag += 1;
@@ -302,17 +444,14 @@ fn forged_queries_reflect_at_most_three_times_their_bytes() {
                     format!("{asker}/0;20;{}", "0".repeat(64)),
                 ];
                 for query in &queries {
-                    let n = spoofer.send(victim(), GROUP, query.as_bytes());
+                    let n = spoofer.send(victim(&lab), to, query.as_bytes());
                     sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 // Made-up peers answering the ping, from made-up hosts of the LAN.
                 for n in 0..10 {
-                    let host = SocketAddrV4::new(
-                        Ipv4Addr::new(192, 168, 35, 100 + (tag % 100) as u8),
-                        4321,
-                    );
+                    let host = SocketAddr::new(made_up_host(&lab, (tag % 100) as u8), 4321);
                     let ghost = format!("made-up-{}-{n};22;{}", tag % 100, "0".repeat(64));
-                    spoofer.send(host, GROUP, ghost.as_bytes());
+                    spoofer.send(host, to, ghost.as_bytes());
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -320,12 +459,13 @@ fn forged_queries_reflect_at_most_three_times_their_bytes() {
         // From its own address: non-matching name queries as fast as it can.
         scope.spawn(|| {
             netns::enter(lab.ns(ATTACKER));
-            let socket = own_socket(0);
+            let socket = own_socket(&lab, 0);
+            let to = group(&lab);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let query = format!("5eed5eed-1111-4222-8333-flooder00000/{n:x};23;10//zzzz-{n}");
-                let _ = socket.send_to(query.as_bytes(), GROUP);
+                let _ = socket.send_to(query.as_bytes(), to);
                 floods.fetch_add(1, Ordering::Relaxed);
                 if n.is_multiple_of(20) {
                     std::thread::sleep(Duration::from_millis(10));
@@ -364,9 +504,10 @@ fn forged_queries_reflect_at_most_three_times_their_bytes() {
         (
             r1 <= 3.0 && r2 <= 3.0,
             format!(
-                "open mode, reflection: {sent} bytes forged from host-5's address in {:.1} s; \
+                "open mode ({}), reflection: {sent} bytes forged from host-5's address in {:.1} s; \
                  host-5 got {:.2}x that from supernode1 and {:.2}x from supernode2 (want at \
                  most 3x each; one name query cost 2,753x before)",
+                family(ipv6),
                 elapsed.as_secs_f64(),
                 r1,
                 r2
@@ -438,18 +579,32 @@ fn count_connections(addr: SocketAddr, stop: &AtomicBool) -> usize {
 #[test]
 #[ignore = "needs root and network namespaces: make lab-test"]
 fn forged_announcements_fetch_nothing_and_speak_for_nobody() {
-    header(
-        "open mode: host-4 announces summaries under supernode2's name, under made-up names, \
-         from host-5's address and at loopback, names holders there in untagged answers, and \
-         runs 24 made-up peers that prove their address and serve large summaries, for 8 s",
-    );
-    let lab = lab();
+    forged_announcements(false);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: make lab-test"]
+fn forged_announcements_fetch_nothing_and_speak_for_nobody_on_ipv6() {
+    forged_announcements(true);
+}
+
+fn forged_announcements(ipv6: bool) {
+    header(&format!(
+        "open mode ({}): host-4 announces summaries under supernode2's name, under made-up \
+         names, from host-5's address and at loopback, names holders there in untagged \
+         answers, and runs 24 made-up peers that prove their address and serve large \
+         summaries, for 8 s",
+        family(ipv6)
+    ));
+    let lab = lab(ipv6);
     let (s2_name, s2_socket) = peer_of(&lab, "supernode1", "supernode2");
     let rss_before = rss_mib(&lab, "supernode1");
     let victim_box = Victim::default();
     let client = Client::new();
     let stop = AtomicBool::new(false);
-    let ip4 = Lan::ip(ATTACKER);
+    let attacker = lab.addr(ATTACKER);
+    let at = |port: u16| SocketAddr::new(attacker, port);
+    let lo7777 = SocketAddr::new(loopback(&lab), 7777);
     let (fake_fetches, forged_fetches, loopback) = (
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -468,23 +623,24 @@ fn forged_announcements_fetch_nothing_and_speak_for_nobody() {
         scope.spawn(|| client.check(&lab, &stop));
         scope.spawn(|| {
             netns::enter(lab.ns(ATTACKER));
-            let served = serve(SocketAddr::new(ip4.into(), 8080), &large_bytes, &stop);
+            let served = serve(at(8080), &large_bytes, &stop);
             fake_fetches.store(served, Ordering::Relaxed);
         });
         scope.spawn(|| {
             netns::enter(lab.ns(ATTACKER));
-            let served = serve(SocketAddr::new(ip4.into(), 8081), &empty, &stop);
+            let served = serve(at(8081), &empty, &stop);
             forged_fetches.store(served, Ordering::Relaxed);
         });
         scope.spawn(|| {
             netns::enter(lab.ns(1));
-            let hits = count_connections("127.0.0.1:7777".parse().unwrap(), &stop);
+            let hits = count_connections(lo7777, &stop);
             loopback.store(hits, Ordering::Relaxed);
         });
         scope.spawn(|| {
             netns::enter(lab.ns(ATTACKER));
-            let spoofer = Spoofer::new();
-            let socket = own_socket(4321);
+            let spoofer = Spoofer::new(&lab);
+            let socket = own_socket(&lab, 4321);
+            let to = group(&lab);
             socket
                 .set_read_timeout(Some(Duration::from_millis(20)))
                 .unwrap();
@@ -492,33 +648,32 @@ fn forged_announcements_fetch_nothing_and_speak_for_nobody() {
                 .map(|n| format!("fa4e0000-0000-4000-8000-{n:012}"))
                 .collect();
             let send = |text: String| {
-                let _ = socket.send_to(text.as_bytes(), GROUP);
+                let _ = socket.send_to(text.as_bytes(), to);
             };
             let mut version = 1u64;
             let mut buffer = [0u8; 2048];
             while !stop.load(Ordering::Relaxed) {
                 version += 1;
                 // Under supernode2's name, from host-4: its summary would say "nobody here".
-                send(format!("{s2_name}/0;27;{ip4}:8081/1/{version}"));
+                send(format!("{s2_name}/0;27;{}/1/{version}", at(8081)));
                 // Under supernode2's name and from its very address (forged), naming a port of
                 // its host where nothing answers.
-                let at_s2 = format!("{s2_name}/0;27;{}:8082/1/{version}", Lan::ip(1));
-                if let SocketAddr::V4(s2) = s2_socket {
-                    spoofer.send(s2, GROUP, at_s2.as_bytes());
-                }
+                let s2_http = SocketAddr::new(lab.addr(1), 8082);
+                let at_s2 = format!("{s2_name}/0;27;{s2_http}/1/{version}");
+                spoofer.send(s2_socket, to, at_s2.as_bytes());
                 for n in 0..20 {
                     // Made-up names naming the victim's port, from host-4 and from the victim.
-                    let victim_http = format!("{}:{VICTIM_TCP}", Lan::ip(VICTIM));
+                    let victim_http = SocketAddr::new(lab.addr(VICTIM), VICTIM_TCP);
                     send(format!("made-up-{n}/0;27;{victim_http}/1/{version}"));
                     let forged = format!("forged-{n}/0;27;{victim_http}/1/{version}");
-                    spoofer.send(victim(), GROUP, forged.as_bytes());
+                    spoofer.send(victim(&lab), to, forged.as_bytes());
                     // And loopback, which is the supernode's own host.
-                    send(format!("loop-{n}/0;27;127.0.0.1:7777/1/{version}"));
-                    send(format!("loop-{n};21;127.0.0.1:7777"));
+                    send(format!("loop-{n}/0;27;{lo7777}/1/{version}"));
+                    send(format!("loop-{n};21;{lo7777}"));
                     send(format!("pit-{n};21;{victim_http}"));
                 }
                 for fake in &fakes {
-                    send(format!("{fake}/0;27;{ip4}:8080/{epoch:x}/0"));
+                    send(format!("{fake}/0;27;{}/{epoch:x}/0", at(8080)));
                 }
                 // The made-up peers prove their address: every cookie sent here is answered
                 // under each of their names (only the right one counts).
@@ -560,10 +715,11 @@ fn forged_announcements_fetch_nothing_and_speak_for_nobody() {
         (
             forged_fetches == 0 && s2_still == s2_socket && moved > 0.0,
             format!(
-                "open mode, forged summaries: host-4's all-zero summary, announced under \
+                "open mode ({}), forged summaries: host-4's all-zero summary, announced under \
                  supernode2's name, was fetched {forged_fetches} times (want 0); supernode1 \
                  still has supernode2 at {s2_still} (want {s2_socket}) and dropped {moved} \
-                 datagrams under a name bound elsewhere"
+                 datagrams under a name bound elsewhere",
+                family(ipv6)
             ),
         ),
         (
@@ -642,7 +798,7 @@ fn tar_pits_named_by_untagged_answers_do_not_silence_a_seed_supernode() {
          it can answer waits, host-4 names 8 tar pits (holders that accept and never answer) in \
          untagged answers of its own",
     );
-    let mut lab = lab();
+    let mut lab = lab(false);
     let content = b"held where only the seed supernode knows\n";
     let folder = Folder::with(&[("seeds-own.txt", content)]);
     let held = sha256(content);
@@ -675,7 +831,7 @@ fn tar_pits_named_by_untagged_answers_do_not_silence_a_seed_supernode() {
             for listener in &listeners {
                 listener.set_nonblocking(true).unwrap();
             }
-            let socket = own_socket(0);
+            let socket = own_socket(&lab, 0);
             let group = Peer::join_on(&GROUP.to_string(), Lan::ip(ATTACKER));
             let mut held_open: Vec<TcpStream> = Vec::new();
             while !stop.load(Ordering::Relaxed) {

@@ -48,6 +48,14 @@ impl Lan {
             .unwrap_or_else(|e| panic!("make two sites of {hosts} hosts: {e}")))
     }
 
+    /// [`Lan::two_sites`] with IPv6 addresses alone.
+    pub fn two_sites_ipv6(hosts: usize) -> Lan {
+        Lan(builder()
+            .ipv6_only()
+            .two_sites(hosts)
+            .unwrap_or_else(|e| panic!("make two IPv6-only sites of {hosts} hosts: {e}")))
+    }
+
     /// Host `h`'s address: `192.168.35.(9 + h)` for hosts 1..=10 (site A, or the one LAN),
     /// `192.168.36.(h - 1)` for 11 and up (site B).
     pub fn ip(h: usize) -> Ipv4Addr {

@@ -32,8 +32,8 @@ impl Builder {
 
     /// Addresses the hosts (and the router) with IPv6 alone: `fd00:35::(9 + h)/64` (site B
     /// `fd00:36::`, [`name::host_ip6`]), no IPv4 address anywhere, not even 127.0.0.1 on the
-    /// namespaces' loopback (`::1` stays). Duplicate address detection is off: the addresses
-    /// are usable at once.
+    /// namespaces' loopback (`::1` stays). Duplicate address detection is off in every
+    /// namespace: the addresses, link-local ones included, are usable at once.
     pub fn ipv6_only(mut self) -> Builder {
         self.ipv6_only = true;
         self
@@ -277,6 +277,11 @@ impl Lan {
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         if self.ipv6_only {
             ip(&["-n", ns, "addr", "del", "127.0.0.1/8", "dev", "lo"])?;
+            // No duplicate address detection on the interfaces to come, link-local addresses
+            // included: neighbour discovery and the router answer at once, as ARP does.
+            let no_dad = "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; \
+                          echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad";
+            self.exec_in(ns, &["sh", "-c", no_dad], None)?;
         }
         Ok(())
     }

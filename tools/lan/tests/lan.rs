@@ -40,7 +40,7 @@ fn root() -> std::sync::MutexGuard<'static, ()> {
 /// its byte back.
 fn reaches(lan: &Lan, from: usize, to: usize) -> bool {
     let listener = lan
-        .on(to, || TcpListener::bind((Lan::ip(to), 0)).unwrap())
+        .on(to, || TcpListener::bind((lan.addr(to), 0)).unwrap())
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
@@ -211,4 +211,37 @@ fn a_dead_owner_s_lan_is_swept_and_its_instances_of_our_binary_killed() {
     std::fs::remove_dir_all(&dir).unwrap();
     // Nothing in it can be entered any more.
     assert!(in_namespace(&mine[1], || ()).is_err());
+}
+
+#[test]
+#[ignore = "root: makes network namespaces"]
+fn an_ipv6_only_lan_has_no_ipv4_address_and_its_hosts_reach_each_other() {
+    let _one = root();
+    let lan = Lan::owned().ipv6_only().one_site(2).unwrap();
+    assert!(lan.is_ipv6_only());
+    assert_eq!(lan.addr(2).to_string(), "fd00:35::b");
+    for ns in lan.namespaces() {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-4", "-o", "addr"])
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "{ns}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(reaches(&lan, 1, 2));
+    assert!(reaches(&lan, 2, 1));
+}
+
+#[test]
+#[ignore = "root: makes network namespaces"]
+fn two_ipv6_only_sites_route_unicast_through_the_router() {
+    let _one = root();
+    let lan = Lan::owned().ipv6_only().two_sites(1).unwrap();
+    assert_eq!(lan.addr(11).to_string(), "fd00:36::a");
+    assert!(reaches(&lan, 1, 11));
+    lan.set_router(false).unwrap();
+    assert!(!reaches(&lan, 11, 1));
 }
