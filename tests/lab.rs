@@ -6,9 +6,10 @@
 //! instances' logs stay captured, and are shown for a failed test only), and fails with them.
 //!
 //! - `lab::open::*` and `lab::keyed::*`: the seed's demonstration across three hosts, the
-//!   five fault drills, two sites joined by a router, and a download from three holders (`tests/lab/drills.rs`, on the lab
-//!   of `tests/lab/harness.rs`), each on a fresh lab of its own, without a cluster key and
-//!   with a fresh one for every instance.
+//!   five fault drills, two sites joined by a router, a download from three holders, the
+//!   demonstration on an IPv6-only LAN and the two sites on IPv6 (`tests/lab/drills.rs`, on
+//!   the lab of `tests/lab/harness.rs`), each on a fresh lab of its own, without a cluster
+//!   key and with a fresh one for every instance.
 //! - the attacker host and the graceful stop, below, in a keyed lab of four hosts.
 
 mod drills;
