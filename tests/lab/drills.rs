@@ -69,6 +69,25 @@ pub fn demo(keying: Keying) {
     verdicts(&[redirect, found]);
 }
 
+/// Kills node3 (registered at supernode2, holding `id`) and times how long until it is gone
+/// from supernode2's alive list and supernode1's searches (each `None`: not within 25 s).
+fn kill_node3(lab: &mut Lab, id: &str) -> (Option<Duration>, Option<Duration>) {
+    let loc3 = lab.loc("node3");
+    lab.kill("node3");
+    let t0 = Instant::now();
+    let (mut t_alive, mut t_search) = (None, None);
+    while (t_alive.is_none() || t_search.is_none()) && t0.elapsed() < Duration::from_secs(25) {
+        if t_alive.is_none() && lab.alive("supernode2").is_some_and(|l| !l.contains(&loc3)) {
+            t_alive = Some(t0.elapsed());
+        }
+        if t_search.is_none() && lab.search("supernode1", id).status == 404 {
+            t_search = Some(t0.elapsed());
+        }
+        std::thread::sleep(POLL);
+    }
+    (t_alive, t_search)
+}
+
 /// Drill 1: node3 killed under the default liveness (a check every 5 s, removal at the 2nd
 /// miss): how long until it leaves supernode2's alive list and supernode1's searches; started
 /// again: how long until it is found again.
@@ -84,18 +103,8 @@ pub fn drill_1(keying: Keying) {
     if !lab.finds("supernode1", &id, &loc3) {
         note("before: supernode1 did not find node3's file");
     }
-    lab.kill("node3");
     let t0 = Instant::now();
-    let (mut t_alive, mut t_search) = (None, None);
-    while (t_alive.is_none() || t_search.is_none()) && t0.elapsed() < Duration::from_secs(25) {
-        if t_alive.is_none() && lab.alive("supernode2").is_some_and(|l| !l.contains(&loc3)) {
-            t_alive = Some(t0.elapsed());
-        }
-        if t_search.is_none() && lab.search("supernode1", &id).status == 404 {
-            t_search = Some(t0.elapsed());
-        }
-        std::thread::sleep(POLL);
-    }
+    let (t_alive, t_search) = kill_node3(&mut lab, &id);
     // Removal needs two missed checks: never before one full period (5 s) after the death,
     // at the latest two periods plus the health time-out (2 s) and some slack: 15.5 s, plus
     // any time the machine stood still.
@@ -945,18 +954,8 @@ pub fn drill_8(keying: Keying) {
             named.name_locations(&id)
         ),
     );
-    lab.kill("node3");
     let t0 = Instant::now();
-    let (mut t_alive, mut t_search) = (None, None);
-    while (t_alive.is_none() || t_search.is_none()) && t0.elapsed() < Duration::from_secs(25) {
-        if t_alive.is_none() && lab.alive("supernode2").is_some_and(|l| !l.contains(&loc3)) {
-            t_alive = Some(t0.elapsed());
-        }
-        if t_search.is_none() && lab.search("supernode1", &id).status == 404 {
-            t_search = Some(t0.elapsed());
-        }
-        std::thread::sleep(POLL);
-    }
+    let (t_alive, t_search) = kill_node3(&mut lab, &id);
     let hi = Duration::from_millis(15_500) + lab.watch.between(t0, Instant::now());
     let within =
         |t: Option<Duration>| t.is_some_and(|t| Duration::from_millis(4800) <= t && t <= hi);
