@@ -21,6 +21,10 @@ use crate::id::truncate;
 /// The answer to a host name where an address must be (the words the API promises).
 pub const NO_NAMES: &str = "a location is ip:port; names are not resolved";
 
+/// Why an IPv6 link-local address (`fe80::/10`) is no location: it means something only with
+/// the zone (the interface) of the host that reads it, and each host's zones are its own.
+const LINK_LOCAL: &str = "give the host's global or unique local (fd00::/8) address";
+
 /// Parses a location from a request: `ip:port`, the IP exactly as Rust's `std::net` parses
 /// and prints it (IPv4 as `10.0.0.7`; IPv6 as `[fd00::7]`, lower case, `::` where it
 /// belongs), the port plain decimal from 1 to 65535 (no sign, no leading zero). Refused too:
@@ -51,9 +55,17 @@ fn parse_port(text: &str) -> Option<u16> {
 /// The host part of an `ip:port`, when it is one host's address in its one spelling.
 fn parse_ip(host: &str) -> Result<IpAddr, String> {
     let ip = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        let ip: Ipv6Addr = inner.parse().map_err(|_| NO_NAMES.to_string())?;
+        let ip: Ipv6Addr = inner.parse().map_err(|_| match inner.contains('%') {
+            true => format!("{host}: a location carries no zone id; {LINK_LOCAL}"),
+            false => NO_NAMES.to_string(),
+        })?;
         if let Some(v4) = ip.to_ipv4_mapped() {
             return Err(format!("{host} is the IPv4 address {v4}: write it as {v4}"));
+        }
+        if ip.is_unicast_link_local() {
+            return Err(format!(
+                "{host} is link-local, which needs a zone id; {LINK_LOCAL}"
+            ));
         }
         if ip.to_string() != inner {
             return Err(format!("{host} is written [{ip}]"));
@@ -165,7 +177,6 @@ mod tests {
             ("[::1]:5000", "[::1]:5000"),
             ("[fd00::7]:8000", "[fd00::7]:8000"),
             ("[2001:db8::a:b]:443", "[2001:db8::a:b]:443"),
-            ("[fe80::1]:80", "[fe80::1]:80"),
         ] {
             let parsed = parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
             assert_eq!(parsed.to_string(), addr, "{good}");
@@ -201,6 +212,8 @@ mod tests {
             "[0:0:0:0:0:0:0:1]:80",
             "[fe80::1%2]:80",
             "[fe80::1%eth0]:80",
+            // Link-local: meaningless without a zone, which a location never carries.
+            "[fe80::1]:80",
             "::1:80",
             "[::1:80",
             // Ports written another way, or out of range.
@@ -241,6 +254,10 @@ mod tests {
         }
         let mapped = parse("[::ffff:10.77.0.3]:80").unwrap_err();
         assert!(mapped.contains("write it as 10.77.0.3"), "{mapped}");
+        for zoned in ["[fe80::1%eth0]:80", "[fe80::1]:80"] {
+            let error = parse(zoned).unwrap_err();
+            assert!(error.contains("unique local (fd00::/8)"), "{error}");
+        }
         let long = parse(&format!("{}:80", "a".repeat(10_000))).unwrap_err();
         assert!(long.len() < 300, "the error quotes at most 80 characters");
     }
