@@ -55,9 +55,12 @@ fn parse_port(text: &str) -> Option<u16> {
 /// The host part of an `ip:port`, when it is one host's address in its one spelling.
 fn parse_ip(host: &str) -> Result<IpAddr, String> {
     let ip = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        let ip: Ipv6Addr = inner.parse().map_err(|_| match inner.contains('%') {
-            true => format!("{host}: a location carries no zone id; {LINK_LOCAL}"),
-            false => NO_NAMES.to_string(),
+        let ip: Ipv6Addr = inner.parse().map_err(|_| {
+            if inner.contains('%') {
+                format!("{host}: a location carries no zone id; {LINK_LOCAL}")
+            } else {
+                NO_NAMES.to_string()
+            }
         })?;
         if let Some(v4) = ip.to_ipv4_mapped() {
             return Err(format!("{host} is the IPv4 address {v4}: write it as {v4}"));

@@ -169,9 +169,10 @@ impl Transport {
             To::Group => self.send_to(bytes, self.group, false),
             To::One(addr) => self.send_to(bytes, addr, self.peers.has(addr)),
             To::Everyone => {
-                let mut sent = match self.group_sends {
-                    true => self.send_to(bytes, self.group, false),
-                    false => Ok(()),
+                let mut sent = if self.group_sends {
+                    self.send_to(bytes, self.group, false)
+                } else {
+                    Ok(())
                 };
                 for peer in self.peers.addrs() {
                     sent = sent.and(self.send_to(bytes, peer, true));
